@@ -1,0 +1,3 @@
+"""promotion-exporter: watches a Flux OCI promotion pipeline and exports it to Prometheus."""
+
+__version__ = "0.1.0"

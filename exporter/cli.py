@@ -1,0 +1,183 @@
+"""Command-line arguments, and nothing else: each command hands off to its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from exporter import __version__, diagnose, docs, rules, server
+from exporter.config import ConfigError, load_config
+
+DEFAULT_LISTEN = ":9883"
+DEFAULT_CONFIG = "promotion-exporter.yml"
+EXIT_CONFIG_INVALID = 3
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=DEFAULT_CONFIG,
+        help=f"path to the YAML config (default {DEFAULT_CONFIG})",
+    )
+
+
+def _rules_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = rules.RuleOptions()
+    parser.add_argument("--out", type=Path, default=Path("rules"), help="output directory")
+    parser.add_argument(
+        "--lag-threshold",
+        default=defaults.lag_threshold,
+        help="PromotionLagHigh fires above this lag (default %(default)s)",
+    )
+    parser.add_argument(
+        "--staleness-threshold",
+        default=defaults.staleness_threshold,
+        help="PromotionValidationStale threshold (default %(default)s)",
+    )
+    parser.add_argument(
+        "--canary-failure-ratio",
+        type=float,
+        default=defaults.canary_failure_ratio,
+        help="PromotionCanaryFailureRateHigh threshold (default %(default)s)",
+    )
+    parser.add_argument(
+        "--canary-window",
+        default=defaults.canary_window,
+        help="window of the canary failure rate (default %(default)s)",
+    )
+    parser.add_argument(
+        "--canary-for",
+        default=defaults.canary_for,
+        help="for: of PromotionCanaryCheckFailing (default %(default)s)",
+    )
+    parser.add_argument(
+        "--source-down-for",
+        default=defaults.source_down_for,
+        help="for: of PromotionSourceDown (default %(default)s)",
+    )
+    parser.add_argument(
+        "--job", default=defaults.job, help="the exporter's scrape job, for PromotionExporterDown"
+    )
+    parser.add_argument("--runbook-url", default=defaults.runbook_url)
+    parser.add_argument("--dashboard-url", default=defaults.dashboard_url)
+    parser.add_argument(
+        "--node-for",
+        action="append",
+        default=[],
+        metavar="ALERT=DURATION",
+        help="override one tree alert's for:, e.g. PromotionArtifactMissing=1h",
+    )
+    parser.add_argument(
+        "--for-override",
+        default=None,
+        metavar="DURATION",
+        help="replace every for: (for tests, e.g. 0s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promotion-exporter",
+        description="Prometheus exporter for Flux OCI promotion pipelines.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    _config_flag(parser)
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN,
+        help=f"address to serve /metrics on (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"]
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", help="the config file")
+
+    walk = commands.add_parser(
+        "diagnose",
+        help="poll once and walk both debugging trees; "
+        "exit 0 healthy, 1 stuck, 2 undetermined, 3 bad config",
+    )
+    _config_flag(walk)
+
+    generate = commands.add_parser("generate", help="regenerate shipped files")
+    targets = generate.add_subparsers(dest="target", metavar="TARGET", required=True)
+    _rules_flags(targets.add_parser("rules", help="the alert rules (both formats)"))
+    targets.add_parser("docs", help="docs/runbook.md and docs/metrics.md").add_argument(
+        "--out", type=Path, default=Path("docs"), help="output directory"
+    )
+    return parser
+
+
+def _rule_options(args: argparse.Namespace) -> rules.RuleOptions:
+    node_for = {}
+    for item in args.node_for:
+        alert, sep, duration = item.partition("=")
+        if not sep:
+            raise ValueError(f"--node-for {item!r} is not ALERT=DURATION")
+        node_for[alert] = duration
+    return rules.RuleOptions(
+        lag_threshold=args.lag_threshold,
+        staleness_threshold=args.staleness_threshold,
+        canary_failure_ratio=args.canary_failure_ratio,
+        canary_window=args.canary_window,
+        canary_for=args.canary_for,
+        source_down_for=args.source_down_for,
+        job=args.job,
+        runbook_url=args.runbook_url,
+        dashboard_url=args.dashboard_url,
+        node_for=node_for,
+        for_override=args.for_override,
+    )
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if args.target == "rules":
+        try:
+            written = rules.write_files(args.out, _rule_options(args))
+        except ValueError as error:
+            print(f"generate rules: {error}", file=sys.stderr)
+            return 2
+    else:
+        written = docs.write_files(args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _with_config(path: str, action) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"{path}: {error}", file=sys.stderr)
+        return EXIT_CONFIG_INVALID
+    return action(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper().replace("WARN", "WARNING"),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
+    )
+    if args.command == "check-config":
+        return _with_config(args.file, lambda _config: print(f"{args.file}: ok") or 0)
+    if args.command == "diagnose":
+        return _with_config(args.config_file, diagnose.run)
+    if args.command == "generate":
+        return _generate(args)
+    try:
+        server.parse_listen_address(args.listen_address)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return _with_config(
+        args.config_file, lambda config: server.serve(config, args.listen_address) or 0
+    )

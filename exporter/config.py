@@ -1,0 +1,424 @@
+"""Loads the YAML config strictly: every problem is reported at once with its key path."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.snapshot import ObjectRef
+from exporter.versions import Constraint, ConstraintError
+
+STAGE_NAMES = ("integration", "live")
+_DURATION = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$")
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_OCI_URL = re.compile(r"^oci://([^/\s]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
+
+
+class ConfigError(Exception):
+    """The config is invalid; ``problems`` lists every one as 'key.path: message'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+def parse_duration(text: str) -> float:
+    """A Prometheus duration ('30s', '1h30m', '500ms') in seconds; ValueError if malformed."""
+    match = _DURATION.match(text) if isinstance(text, str) and text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
+    amounts = match.groups()[1::2]
+    return sum(int(n) * unit for n, unit in zip(amounts, _DURATION_UNITS, strict=True) if n)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable or a file. Never the secret itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def read(self) -> str | None:
+        if self.env:
+            return os.environ.get(self.env) or None
+        if self.file:
+            return self.file.read_text().strip() or None
+        return None
+
+    def describe(self) -> str:
+        return f"env {self.env}" if self.env else f"file {self.file}"
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    url: str
+    repository: str
+    token: SecretRef | None
+    branch: str
+    watch_path: str
+    build_workflow: str
+    promote_workflow: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str
+    kubeconfig: Path | None
+    context: str | None
+    in_cluster: bool
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str  # integration | live
+    cluster: str
+    semver: Constraint
+    source: ObjectRef
+    kustomization: ObjectRef
+    canaries: tuple[ObjectRef, ...]
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    username: SecretRef | None
+    token: SecretRef
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    artifact: str  # oci://host/path
+    plain_http: bool
+    registry_auth: RegistryAuth | None
+    stages: dict[str, StageConfig]
+    alert: ObjectRef
+    provider: ObjectRef
+
+    @property
+    def registry_host(self) -> str:
+        return self.artifact.removeprefix("oci://").split("/", 1)[0]
+
+    @property
+    def repository_path(self) -> str:
+        return self.artifact.removeprefix("oci://").split("/", 1)[1]
+
+    @property
+    def registry_repository(self) -> str:
+        """host/path, the name the registry source is exported under."""
+        return self.artifact.removeprefix("oci://")
+
+
+@dataclass(frozen=True)
+class Config:
+    interval: float
+    timeout: float
+    github: GitHubConfig | None
+    clusters: dict[str, ClusterConfig]
+    pipelines: tuple[PipelineConfig, ...] = field(default_factory=tuple)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{path}: not valid YAML: {error}"]) from None
+    return parse_config(raw)
+
+
+def parse_config(raw: Any) -> Config:
+    checker = _Checker()
+    config = checker.config(raw)
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    assert config is not None
+    return config
+
+
+class _Checker:
+    """Walks the raw YAML, collecting problems instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def mapping(self, raw: Any, path: str, allowed: set[str], required: set[str]) -> dict:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.problem(path, f"must be a mapping, got {type(raw).__name__}")
+            return {}
+        for key in sorted(set(raw) - allowed, key=str):
+            self.problem(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required - set(raw)):
+            self.problem(f"{path}.{key}", "is required")
+        return raw
+
+    def string(self, raw: dict, key: str, path: str, default: str | None = None) -> str | None:
+        value = raw.get(key, default)
+        if value is not None and (not isinstance(value, str) or not value):
+            self.problem(f"{path}.{key}", "must be a non-empty string")
+            return default
+        return value
+
+    def boolean(self, raw: dict, key: str, path: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(f"{path}.{key}", "must be true or false")
+            return default
+        return value
+
+    def duration(self, raw: dict, key: str, path: str, default: str) -> float:
+        try:
+            seconds = parse_duration(raw.get(key, default))
+        except ValueError as error:
+            self.problem(f"{path}.{key}", str(error))
+            return parse_duration(default)
+        if seconds <= 0:
+            self.problem(f"{path}.{key}", "must be longer than zero")
+        return seconds
+
+    def secret(self, raw: Any, path: str, prefix: str) -> SecretRef | None:
+        env, file = raw.get(f"{prefix}_env"), raw.get(f"{prefix}_file")
+        if prefix in raw:
+            self.problem(
+                f"{path}.{prefix}", f"inline secrets are refused: use {prefix}_env or {prefix}_file"
+            )
+        if env is not None and file is not None:
+            self.problem(path, f"set {prefix}_env or {prefix}_file, not both")
+            return None
+        if env is not None:
+            if not isinstance(env, str) or not _ENV_NAME.match(env):
+                self.problem(f"{path}.{prefix}_env", "must be an environment variable name")
+                return None
+            return SecretRef(env=env)
+        if file is not None:
+            if not isinstance(file, str) or not file:
+                self.problem(f"{path}.{prefix}_file", "must be a file path")
+                return None
+            return SecretRef(file=Path(file).expanduser())
+        return None
+
+    def config(self, raw: Any) -> Config | None:
+        raw = self.mapping(
+            raw,
+            "config",
+            {"interval", "timeout", "github", "clusters", "pipelines"},
+            {"clusters", "pipelines"},
+        )
+        interval = self.duration(raw, "interval", "interval", "30s")
+        timeout = self.duration(raw, "timeout", "timeout", "10s")
+        github = self.github(raw["github"]) if raw.get("github") is not None else None
+        clusters = self.clusters(raw.get("clusters"))
+        pipelines = self.pipelines(raw.get("pipelines"), clusters)
+        return Config(interval, timeout, github, clusters, pipelines)
+
+    def github(self, raw: Any) -> GitHubConfig:
+        path = "github"
+        allowed = {
+            "url",
+            "repository",
+            "token_env",
+            "token_file",
+            "branch",
+            "watch_path",
+            "build_workflow",
+            "promote_workflow",
+            "token",
+        }
+        raw = self.mapping(raw, path, allowed, {"repository"})
+        repository = self.string(raw, "repository", path)
+        if repository and not _REPOSITORY.match(repository):
+            self.problem(f"{path}.repository", f"{repository!r} is not OWNER/REPO")
+        url = self.string(raw, "url", path, "https://api.github.com") or ""
+        if not url.startswith(("https://", "http://")):
+            self.problem(f"{path}.url", "must be an http(s) URL")
+        return GitHubConfig(
+            url=url.rstrip("/"),
+            repository=repository or "",
+            token=self.secret(raw, path, "token"),
+            branch=self.string(raw, "branch", path, "main") or "main",
+            watch_path=self.string(raw, "watch_path", path, "kubernetes/") or "",
+            build_workflow=self.string(raw, "build_workflow", path, "build-platform-artifact.yaml")
+            or "",
+            promote_workflow=self.string(
+                raw, "promote_workflow", path, "tag-validated-artifact.yaml"
+            )
+            or "",
+        )
+
+    def clusters(self, raw: Any) -> dict[str, ClusterConfig]:
+        if not isinstance(raw, dict) or not raw:
+            if raw is not None:
+                self.problem("clusters", "must be a non-empty mapping of cluster name to settings")
+            return {}
+        return {name: self.cluster(name, value) for name, value in raw.items()}
+
+    def cluster(self, name: Any, raw: Any) -> ClusterConfig:
+        path = f"clusters.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            self.problem(path, "cluster names are lowercase letters, digits, '-' and '_'")
+        raw = self.mapping(raw, path, {"kubeconfig", "context", "in_cluster"}, set())
+        in_cluster = self.boolean(raw, "in_cluster", path, False)
+        kubeconfig = self.string(raw, "kubeconfig", path)
+        if in_cluster == bool(kubeconfig):
+            self.problem(path, "set exactly one of kubeconfig or in_cluster: true")
+        return ClusterConfig(
+            name=str(name),
+            kubeconfig=Path(kubeconfig).expanduser() if kubeconfig else None,
+            context=self.string(raw, "context", path),
+            in_cluster=in_cluster,
+        )
+
+    def pipelines(self, raw: Any, clusters: dict[str, ClusterConfig]) -> tuple[PipelineConfig, ...]:
+        if not isinstance(raw, list) or not raw:
+            if raw is not None:
+                self.problem("pipelines", "must be a non-empty list")
+            return ()
+        pipelines = tuple(self.pipeline(i, item, clusters) for i, item in enumerate(raw))
+        names = [p.name for p in pipelines]
+        for duplicate in sorted({n for n in names if names.count(n) > 1}):
+            self.problem("pipelines", f"pipeline name {duplicate!r} is used more than once")
+        return pipelines
+
+    def pipeline(self, index: int, raw: Any, clusters: dict[str, ClusterConfig]) -> PipelineConfig:
+        path = f"pipelines[{index}]"
+        allowed = {
+            "name",
+            "artifact",
+            "plain_http",
+            "registry_auth",
+            "stages",
+            "source",
+            "kustomization",
+            "canaries",
+            "alert",
+            "provider",
+        }
+        raw = self.mapping(raw, path, allowed, {"name", "artifact", "stages"})
+        name = self.string(raw, "name", path) or f"pipeline-{index}"
+        if not _NAME.match(name):
+            self.problem(f"{path}.name", "lowercase letters, digits, '-' and '_' only")
+        artifact = self.string(raw, "artifact", path) or "oci://invalid/invalid"
+        if not _OCI_URL.match(artifact):
+            self.problem(f"{path}.artifact", f"{artifact!r} is not oci://HOST/PATH (lowercase)")
+            artifact = "oci://invalid/invalid"
+        defaults = {
+            "source": self.object_name(raw.get("source"), f"{path}.source", "flux-system"),
+            "kustomization": self.object_name(
+                raw.get("kustomization"), f"{path}.kustomization", "platform"
+            ),
+            "canaries": self.object_names(raw.get("canaries", [{}]), f"{path}.canaries"),
+        }
+        return PipelineConfig(
+            name=name,
+            artifact=artifact,
+            plain_http=self.boolean(raw, "plain_http", path, False),
+            registry_auth=self.registry_auth(raw.get("registry_auth"), f"{path}.registry_auth"),
+            stages=self.stages(raw.get("stages"), f"{path}.stages", clusters, defaults),
+            alert=self.object_name(raw.get("alert"), f"{path}.alert", "validation-success"),
+            provider=self.object_name(raw.get("provider"), f"{path}.provider", "github-dispatch"),
+        )
+
+    def registry_auth(self, raw: Any, path: str) -> RegistryAuth | None:
+        if raw is None:
+            return None
+        raw = self.mapping(
+            raw,
+            path,
+            {"username_env", "username_file", "token_env", "token_file", "token", "username"},
+            set(),
+        )
+        if "username" in raw:
+            self.problem(f"{path}.username", "use username_env or username_file")
+        token = self.secret(raw, path, "token")
+        if token is None:
+            self.problem(path, "needs token_env or token_file")
+            return None
+        return RegistryAuth(username=self.secret(raw, path, "username"), token=token)
+
+    def stages(
+        self, raw: Any, path: str, clusters: dict[str, ClusterConfig], defaults: dict
+    ) -> dict[str, StageConfig]:
+        raw = self.mapping(raw, path, set(STAGE_NAMES), set())
+        if not raw:
+            self.problem(path, f"needs at least one of {', '.join(STAGE_NAMES)}")
+        return {
+            name: self.stage(name, raw[name], f"{path}.{name}", clusters, defaults)
+            for name in STAGE_NAMES
+            if name in raw
+        }
+
+    def stage(
+        self, name: str, raw: Any, path: str, clusters: dict[str, ClusterConfig], defaults: dict
+    ) -> StageConfig:
+        raw = self.mapping(
+            raw, path, {"cluster", "semver", "source", "kustomization", "canaries"}, {"cluster"}
+        )
+        cluster = self.string(raw, "cluster", path) or ""
+        if cluster and clusters and cluster not in clusters:
+            self.problem(f"{path}.cluster", f"{cluster!r} is not defined under clusters")
+        default_semver = ">= 0.0.0-0" if name == "integration" else ">= 0.0.0"
+        return StageConfig(
+            name=name,
+            cluster=cluster,
+            semver=self.constraint(raw.get("semver", default_semver), f"{path}.semver"),
+            source=(
+                self.object_name(raw["source"], f"{path}.source", "flux-system")
+                if "source" in raw
+                else defaults["source"]
+            ),
+            kustomization=(
+                self.object_name(raw["kustomization"], f"{path}.kustomization", "platform")
+                if "kustomization" in raw
+                else defaults["kustomization"]
+            ),
+            canaries=(
+                self.object_names(raw["canaries"], f"{path}.canaries")
+                if "canaries" in raw
+                else defaults["canaries"]
+            ),
+        )
+
+    def constraint(self, raw: Any, path: str) -> Constraint:
+        try:
+            if not isinstance(raw, str):
+                raise ConstraintError("must be a string such as '>= 0.0.0'")
+            return Constraint.parse(raw)
+        except ConstraintError as error:
+            self.problem(path, f"invalid semver constraint: {error}")
+            return Constraint.parse(">= 0.0.0")
+
+    def object_name(self, raw: Any, path: str, default_name: str) -> ObjectRef:
+        raw = self.mapping(raw, path, {"namespace", "name"}, set())
+        namespace = self.string(raw, "namespace", path, "flux-system") or "flux-system"
+        name = self.string(raw, "name", path, default_name) or default_name
+        return ObjectRef(namespace, name)
+
+    def object_names(self, raw: Any, path: str) -> tuple[ObjectRef, ...]:
+        if not isinstance(raw, list):
+            self.problem(path, "must be a list of {namespace, name}")
+            return ()
+        names = []
+        for i, item in enumerate(raw):
+            item_path = f"{path}[{i}]"
+            fields = self.mapping(item, item_path, {"namespace", "name"}, set())
+            names.append(
+                ObjectRef(
+                    self.string(fields, "namespace", item_path, "monitoring") or "monitoring",
+                    self.string(fields, "name", item_path, "platform-validation") or "",
+                )
+            )
+        return tuple(names)

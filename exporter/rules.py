@@ -1,0 +1,365 @@
+"""The rules pack, generated from the trees: cause alerts, symptoms and exporter health.
+
+`promotion-exporter generate rules` writes the shipped files with the defaults below; a user
+regenerates them with their own thresholds. A cause alert fires for the first failing node of
+its tree only, and never while an earlier node is failing or unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.config import parse_duration
+from exporter.trees import TREES, Node, Tree
+
+PLAIN_RULES_FILE = "promotion.rules.yml"
+PROMETHEUS_RULE_FILE = "promotion-prometheusrule.yaml"
+DEFAULT_RUNBOOK_URL = (
+    "https://github.com/promotion-exporter/promotion-exporter/blob/main/docs/runbook.md"
+)
+DEFAULT_DASHBOARD_URL = "http://grafana.local/d/promotion-overview/promotion-pipeline"
+_STAGE_PAIRS = {"integration": ("build", "integration"), "live": ("release", "live")}
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    lag_threshold: str = "4h"
+    staleness_threshold: str = "2h"
+    canary_failure_ratio: float = 0.2
+    canary_window: str = "15m"
+    canary_for: str = "2m"
+    source_down_for: str = "5m"
+    exporter_down_for: str = "5m"
+    symptom_for: str = "5m"
+    job: str = "promotion-exporter"
+    runbook_url: str = DEFAULT_RUNBOOK_URL
+    dashboard_url: str = DEFAULT_DASHBOARD_URL
+    node_for: dict[str, str] = field(default_factory=dict)  # alert name -> for
+    for_override: str | None = None  # every for: at once, e.g. 0s in end-to-end tests
+
+    def validate(self) -> None:
+        durations = [
+            self.lag_threshold,
+            self.staleness_threshold,
+            self.canary_window,
+            self.canary_for,
+            self.source_down_for,
+            self.exporter_down_for,
+            self.symptom_for,
+            *self.node_for.values(),
+        ]
+        if self.for_override is not None:
+            durations.append(self.for_override)
+        for text in durations:
+            parse_duration(text)
+        if not 0 < self.canary_failure_ratio < 1:
+            raise ValueError("--canary-failure-ratio must be between 0 and 1")
+        unknown = set(self.node_for) - {node.alert for tree in TREES for node in tree.nodes}
+        if unknown:
+            raise ValueError(f"--node-for names no tree alert: {', '.join(sorted(unknown))}")
+
+    def for_(self, alert: str, default: str) -> str:
+        if self.for_override is not None:
+            return self.for_override
+        return self.node_for.get(alert, default)
+
+
+@dataclass(frozen=True)
+class Symptom:
+    """A non-tree alert. Its runbook text lives here, beside its rule."""
+
+    alert: str
+    severity: str
+    expr: str
+    for_: str
+    summary: str
+    description: str
+    meaning: str
+    commands: tuple[str, ...] = ()
+    causes: tuple[str, ...] = ()
+
+
+def _version(pipeline_label: str, stage: str) -> str:
+    """Template text that looks up a stage's version when the alert is rendered."""
+    query = f'promotion_version_info{{pipeline="%s",stage="{stage}"}}'
+    return (
+        f"{{{{ with printf `{query}` {pipeline_label} | query }}}}"
+        '{{ . | first | label "version" }}{{ else }}none{{ end }}'
+    )
+
+
+def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
+    lag = parse_duration(options.lag_threshold)
+    staleness = parse_duration(options.staleness_threshold)
+    ratio = options.canary_failure_ratio
+    job = options.job
+    return (
+        Symptom(
+            "PromotionLagHigh",
+            "critical",
+            f"max by (pipeline) (promotion_lag_seconds) > {lag:g}",
+            options.for_("PromotionLagHigh", options.symptom_for),
+            "A build has waited too long to reach the end of the pipeline.",
+            "Pipeline {{ $labels.pipeline }}: the oldest build not yet promoted through every "
+            "stage is {{ $value | humanizeDuration }} old (threshold "
+            f"{options.lag_threshold}). Build {_version('$labels.pipeline', 'build')}, live "
+            f"{_version('$labels.pipeline', 'live')}.",
+            "The oldest build that has not reached a stage is older than the threshold. This is "
+            "the page: the cause alert of the tree that is stuck says where.",
+            ("promotion-exporter diagnose --config.file <config>",),
+            ("Any node of either tree; look for the Promotion* cause alert of the pipeline.",),
+        ),
+        Symptom(
+            "PromotionValidationStale",
+            "warning",
+            f"promotion_validation_staleness_seconds > {staleness:g}",
+            options.for_("PromotionValidationStale", "0s"),
+            "Integration runs an artifact that has not been validated for too long.",
+            "Pipeline {{ $labels.pipeline }}: integration applied "
+            f"{_version('$labels.pipeline', 'integration')} "
+            "{{ $value | humanizeDuration }} ago and it still has no validated-<sha> tag "
+            f"(threshold {options.staleness_threshold}).",
+            "Integration applied its current artifact long ago, and it still has no "
+            "validated-<sha> tag: the validation dispatch or the tag workflow is not working.",
+            ("gh run list --workflow=tag-validated-artifact.yaml --limit=5",),
+            (
+                "repository_dispatch not received by GHA: the token lacks repo scope.",
+                "fluxcd/flux2#3933: githubdispatch dropped success events.",
+            ),
+        ),
+        Symptom(
+            "PromotionLivePrerelease",
+            "critical",
+            'promotion_version_info{stage="live", version=~".+-.+"} == 1',
+            options.for_("PromotionLivePrerelease", options.symptom_for),
+            "Live runs a pre-release version.",
+            "Pipeline {{ $labels.pipeline }}: live runs {{ $labels.version }}, a pre-release. "
+            "Live must follow stable tags only (>= 0.0.0).",
+            "The live cluster has applied a pre-release (X.Y.Z-rc.N): its semver constraint "
+            "admits pre-releases.",
+            (
+                "KUBECONFIG=~/.kube/live.yaml kubectl get ocirepository -n flux-system -o yaml "
+                "| grep semver",
+            ),
+            ("Live picks up wrong version: the constraint must be >= 0.0.0, not >= 0.0.0-0.",),
+        ),
+        Symptom(
+            "PromotionCanaryCheckFailing",
+            "critical",
+            "promotion_canary_check_healthy == 0",
+            options.for_("PromotionCanaryCheckFailing", options.canary_for),
+            "A canary-checker health check is failing.",
+            "Canary {{ $labels.namespace }}/{{ $labels.canary }} check {{ $labels.check }} in "
+            "cluster {{ $labels.cluster }} is failing.",
+            "The seed's CanaryCheckFailure: a platform-validation check failed for the whole "
+            "for: window.",
+            (
+                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl get canaries -n monitoring",
+                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl describe canary platform-validation "
+                "-n monitoring",
+            ),
+            (
+                "kubernetes-api: the Kubernetes API does not answer 200 or 401.",
+                "flux-pods-healthy: a Flux pod is not Running and Ready.",
+            ),
+        ),
+        Symptom(
+            "PromotionCanaryFailureRateHigh",
+            "warning",
+            f"1 - avg_over_time(promotion_canary_check_healthy[{options.canary_window}]) "
+            f"> {ratio:g}",
+            options.for_("PromotionCanaryFailureRateHigh", "0s"),
+            "A canary-checker health check fails often.",
+            "Canary {{ $labels.namespace }}/{{ $labels.canary }} check {{ $labels.check }} in "
+            "cluster {{ $labels.cluster }} failed {{ $value | humanizePercentage }} of the "
+            f"time over {options.canary_window} (threshold {ratio:.0%}).",
+            "The seed's CanaryCheckHighFailureRate: a check flaps.",
+            (
+                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl describe canary platform-validation "
+                "-n monitoring",
+            ),
+            ("An intermittently failing Flux pod or API endpoint.",),
+        ),
+        Symptom(
+            "PromotionExporterDown",
+            "warning",
+            f'up{{job="{job}"}} == 0 or absent(up{{job="{job}"}})',
+            options.for_("PromotionExporterDown", options.exporter_down_for),
+            "The promotion exporter is not being scraped.",
+            f"Prometheus cannot scrape job {job}: nothing watches the promotion pipeline.",
+            "Prometheus has no data from the exporter, so no pipeline alert can fire. This is how "
+            "a broken pipeline goes unnoticed for months.",
+            (
+                "kubectl -n monitoring get pods -l app.kubernetes.io/name=promotion-exporter",
+                "kubectl -n monitoring logs deploy/promotion-exporter",
+            ),
+            ("The exporter crashed or cannot start: look for a config error in its log.",),
+        ),
+        Symptom(
+            "PromotionSourceDown",
+            "warning",
+            "(promotion_source_up == 0) * on (kind, name) group_right () "
+            "promotion_pipeline_source_info",
+            options.for_("PromotionSourceDown", options.source_down_for),
+            "The exporter cannot poll one of a pipeline's sources.",
+            "Pipeline {{ $labels.pipeline }}: the {{ $labels.kind }} source {{ $labels.name }} "
+            "cannot be polled, so the facts it provides are unknown.",
+            "The last poll of the source failed (unreachable, 5xx, 401/403 or rate-limited). Tree "
+            "nodes that need it are unknown and fire nothing until it is back.",
+            ("kubectl -n monitoring logs deploy/promotion-exporter | grep '<name>'",),
+            (
+                "Token scopes: read:packages for GHCR; repo or actions read for GitHub.",
+                "RBAC: the exporter's ClusterRole must allow get/list on Flux objects.",
+            ),
+        ),
+    )
+
+
+def _tree_expr(tree: Tree, index: int) -> str:
+    node = tree.nodes[index]
+    selector = f'tree="{tree.id}", node="{node.id}"'
+    expr = f'max without (status) (promotion_tree_node_status{{{selector}, status="failing"}} == 1)'
+    earlier = "|".join(n.id for n in tree.nodes[:index])
+    if earlier:
+        expr += (
+            f'\nunless on (pipeline)\n(promotion_tree_node_status{{tree="{tree.id}", '
+            f'node=~"{earlier}", status!="ok"}} == 1)'
+        )
+    return expr
+
+
+def _tree_description(tree: Tree, node: Node) -> str:
+    first, second = _STAGE_PAIRS[tree.id]
+    return (
+        'Pipeline {{ $labels.pipeline }} is stuck at "' + node.question + '" in the '
+        f"{tree.title} tree. {node.meaning} {first.capitalize()} "
+        f"{_version('$labels.pipeline', first)}, {second} {_version('$labels.pipeline', second)}."
+        " Run: promotion-exporter diagnose"
+    )
+
+
+def _annotations(options: RuleOptions, alert: str, summary: str, description: str) -> dict:
+    return {
+        "summary": summary,
+        "description": description,
+        "runbook_url": f"{options.runbook_url}#{alert.lower()}",
+        "dashboard_url": f"{options.dashboard_url}?var-pipeline={{{{ $labels.pipeline }}}}",
+    }
+
+
+def _rule(alert: str, expr: str, for_: str, labels: dict, annotations: dict) -> dict:
+    rule: dict[str, Any] = {"alert": alert, "expr": expr}
+    if parse_duration(for_) > 0:
+        rule["for"] = for_
+    rule["labels"] = labels
+    rule["annotations"] = annotations
+    return rule
+
+
+def _tree_group(tree: Tree, options: RuleOptions) -> dict:
+    rules = [
+        _rule(
+            node.alert,
+            _tree_expr(tree, index),
+            options.for_(node.alert, node.for_),
+            {"severity": node.severity},
+            _annotations(options, node.alert, node.summary, _tree_description(tree, node)),
+        )
+        for index, node in enumerate(tree.nodes)
+    ]
+    return {"name": f"promotion-{tree.id}-tree", "rules": rules}
+
+
+def _symptom_group(name: str, items: tuple[Symptom, ...], options: RuleOptions) -> dict:
+    rules = [
+        _rule(
+            s.alert,
+            s.expr,
+            s.for_,
+            {"severity": s.severity},
+            _annotations(options, s.alert, s.summary, s.description),
+        )
+        for s in items
+    ]
+    return {"name": name, "rules": rules}
+
+
+HEALTH_ALERTS = ("PromotionExporterDown", "PromotionSourceDown")
+
+
+def rule_groups(options: RuleOptions) -> list[dict]:
+    options.validate()
+    all_symptoms = symptoms(options)
+    return [
+        *(_tree_group(tree, options) for tree in TREES),
+        _symptom_group(
+            "promotion-symptoms",
+            tuple(s for s in all_symptoms if s.alert not in HEALTH_ALERTS),
+            options,
+        ),
+        _symptom_group(
+            "promotion-health", tuple(s for s in all_symptoms if s.alert in HEALTH_ALERTS), options
+        ),
+    ]
+
+
+def prometheus_rule(groups: list[dict]) -> dict:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "promotion-exporter",
+            "labels": {
+                "app.kubernetes.io/name": "promotion-exporter",
+                "release": "kube-prometheus-stack",
+            },
+        },
+        "spec": {"groups": groups},
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings so the PromQL stays readable in review."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+HEADER = (
+    "# Generated by `promotion-exporter generate rules`; do not edit.\n"
+    "# Regenerate with your own thresholds: promotion-exporter generate rules --help\n"
+)
+
+
+def dump(document: dict) -> str:
+    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100)
+
+
+def render_files(options: RuleOptions) -> dict[str, str]:
+    groups = rule_groups(options)
+    return {
+        PLAIN_RULES_FILE: dump({"groups": groups}),
+        PROMETHEUS_RULE_FILE: dump(prometheus_rule(groups)),
+    }
+
+
+def write_files(directory: Path, options: RuleOptions) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_files(options).items():
+        path = directory / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def with_overrides(options: RuleOptions, **changes: Any) -> RuleOptions:
+    return replace(options, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,124 @@
+"""HTTP serving: /metrics, a landing page, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import html
+import logging
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+from exporter.collector import PromotionCollector
+from exporter.config import Config
+from exporter.poller import Poller
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """':9817' or 'host:port' (Prometheus style) as (host, port); '' host means all interfaces."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address {address!r} is not [host]:port")
+    return host.strip("[]"), int(port)
+
+
+class ExporterServer:
+    """Serves the poller's state; start() returns once the socket listens."""
+
+    def __init__(self, poller: Poller, address: str) -> None:
+        self.poller = poller
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(PromotionCollector(poller))
+        self.httpd = ThreadingHTTPServer(parse_listen_address(address), self._handler())
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                route = {
+                    "/metrics": server.metrics,
+                    "/": server.landing,
+                    "/healthz": lambda _h: (200, "text/plain; charset=utf-8", b"ok\n"),
+                    "/readyz": server.ready,
+                }.get(path)
+                if route is None:
+                    self.reply(404, "text/plain; charset=utf-8", b"not found\n")
+                    return
+                self.reply(*route(self))
+
+            def reply(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug("%s " + format, self.address_string(), *args)
+
+        return Handler
+
+    def metrics(self, handler: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
+        encoder, content_type = choose_encoder(handler.headers.get("Accept", ""))
+        return 200, content_type, encoder(self.registry)
+
+    def ready(self, _handler: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
+        if self.poller.state is None:
+            return 503, "text/plain; charset=utf-8", b"not ready: first poll not complete\n"
+        return 200, "text/plain; charset=utf-8", b"ready\n"
+
+    def landing(self, _handler: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
+        rows = "".join(
+            f"<tr><td>{html.escape(s.kind)}</td><td>{html.escape(s.name)}</td>"
+            f"<td>{'up' if s.up else 'down'}</td></tr>"
+            for s in (self.poller.state.sources if self.poller.state else ())
+        )
+        pipelines = ", ".join(html.escape(p.name) for p in self.poller.config.pipelines)
+        body = (
+            "<!doctype html><html><head><title>promotion-exporter</title></head><body>"
+            f"<h1>promotion-exporter {__version__}</h1>"
+            f"<p>Pipelines: {pipelines}</p>"
+            '<p><a href="/metrics">Metrics</a> &middot; <a href="/healthz">healthz</a> '
+            '&middot; <a href="/readyz">readyz</a></p>'
+            f"<table><tr><th>kind</th><th>source</th><th>state</th></tr>{rows}</table>"
+            "</body></html>"
+        )
+        return 200, "text/html; charset=utf-8", body.encode()
+
+
+def serve(config: Config, address: str) -> None:
+    """Run the exporter until SIGTERM or SIGINT: poll in the background, serve HTTP."""
+    poller = Poller(config)
+    server = ExporterServer(poller, address)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    log.info("listening on %s, polling every %gs", address, config.interval)
+    polling = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+    polling.start()
+    stop.wait()
+    log.info("shutting down")
+    server.stop()
+    polling.join(timeout=config.timeout + 5)
+    poller.close()

@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.fixtures.registry",
+    "tests.fixtures.kube",
+    "tests.fixtures.github",
+]
