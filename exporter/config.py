@@ -218,8 +218,8 @@ class _Checker:
             {"interval", "timeout", "github", "clusters", "pipelines"},
             {"clusters", "pipelines"},
         )
-        interval = self.duration(raw, "interval", "interval", "30s")
-        timeout = self.duration(raw, "timeout", "timeout", "10s")
+        interval = self.duration(raw, "interval", "config", "30s")
+        timeout = self.duration(raw, "timeout", "config", "10s")
         github = self.github(raw["github"]) if raw.get("github") is not None else None
         clusters = self.clusters(raw.get("clusters"))
         pipelines = self.pipelines(raw.get("pipelines"), clusters)

@@ -264,9 +264,12 @@ class _PipelineModel:
     # --- Artifacts at each stage --------------------------------------------------------
 
     def expected(self, stage: str) -> ArtifactView | None:
-        """The artifact Flux should select for a stage, by the configured constraint."""
+        """What the stage should run: integration the newest build, live the release that
+        Flux's configured constraint selects."""
         if self.index is None or stage not in self.stages:
             return None
+        if stage == "integration":
+            return self.index.newest
         constraint = self.stages[stage].config.semver
         return self.index.by_tag(select_highest(self.index.version_tags, constraint))
 
@@ -508,8 +511,8 @@ class _PipelineModel:
         return True, f"Alert {alert_ref.name} and Provider {provider_ref.name} are set up"
 
     def validation_succeeded(self) -> tuple[Fact, str]:
-        if self.index is None:
-            return None, "the registry is unknown"
+        if self.index is None or self.stages["integration"].cluster is None:
+            return None, "the registry or the integration cluster is unknown"
         candidate, applied_at = self.validation_candidate()
         if candidate is None or candidate.validated:
             return True, _validated_detail(candidate)

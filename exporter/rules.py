@@ -202,7 +202,7 @@ def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
         Symptom(
             "PromotionSourceDown",
             "warning",
-            "(promotion_source_up == 0) * on (kind, name) group_right () "
+            "(promotion_source_up == 0) * on (job, instance, kind, name) group_right () "
             "promotion_pipeline_source_info",
             options.for_("PromotionSourceDown", options.source_down_for),
             "The exporter cannot poll one of a pipeline's sources.",

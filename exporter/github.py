@@ -1,0 +1,336 @@
+"""The GitHub source: the only module that talks to the GitHub REST API.
+
+One poll reads the newest commit on the watched branch and path, the recent runs of the build
+and promote workflows, and the statuses on that commit. Every request is conditional (ETag),
+so an unchanged poll costs nothing of the primary rate limit, and once GitHub says the budget
+is spent no request leaves until it resets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from exporter import __version__
+from exporter.config import GitHubConfig
+from exporter.snapshot import (
+    Commit,
+    CommitStatus,
+    ErrorReason,
+    GitHubData,
+    RateLimit,
+    SourceError,
+    WorkflowRun,
+    parse_timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RUNS_PER_PAGE = 20  # the promote workflow fires about every 10 minutes: 20 runs is hours
+STATUSES_PER_PAGE = 100  # GitHub's maximum; statuses accumulate, one per update per context
+SECONDARY_LIMIT_PAUSE = 60.0  # GitHub: without retry-after or a spent budget, wait a minute
+_STATIC_HEADERS = {
+    "Accept": "application/vnd.github+json",
+    "X-GitHub-Api-Version": "2022-11-28",
+    "User-Agent": f"promotion-exporter/{__version__}",
+}
+
+
+@dataclass(frozen=True)
+class _Cached:
+    etag: str
+    value: Any  # the parsed result, reused as is on a 304
+
+
+@dataclass
+class _PollContext:
+    now: float
+    headers: dict[str, str]
+    urls: set[str] = field(default_factory=set)  # cache keys this poll used
+
+
+class GitHubClient:
+    """Polls one repository. Not thread-safe: one poll at a time."""
+
+    def __init__(self, config: GitHubConfig, timeout: float) -> None:
+        self._config = config
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=config.url,
+            timeout=timeout,
+            headers=_STATIC_HEADERS,
+            follow_redirects=True,  # GitHub answers 301 for a renamed repository
+        )
+        self._cache: dict[str, _Cached] = {}
+        self._rate_limit: RateLimit | None = None
+        self._blocked_until = 0.0
+        self.requests_made = 0
+        self.requests_charged = 0  # responses that spent primary budget: all but authorized 304s
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The budget GitHub last reported, kept across failed polls."""
+        return self._rate_limit
+
+    def close(self) -> None:
+        self._http.close()
+
+    def poll(self, now: float) -> GitHubData:
+        """Read everything once; raises SourceError. `now` is the epoch time of this poll."""
+        token = self._read_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            return self._fetch(_PollContext(now, headers))
+        except SourceError as error:
+            # GitHub never echoes a token, but a proxy's error page might.
+            if token and token in str(error):
+                raise SourceError(error.reason, str(error).replace(token, "<redacted>")) from None
+            raise
+
+    def _read_token(self) -> str | None:
+        if self._config.token is None:
+            return None
+        try:
+            return self._config.token.read()
+        except OSError as error:
+            message = f"cannot read the GitHub token from {self._config.token.describe()}: "
+            raise SourceError(ErrorReason.UNAUTHORIZED, message + str(error.strerror)) from None
+
+    def _fetch(self, context: _PollContext) -> GitHubData:
+        repo = f"/repos/{self._config.repository}"
+        head = self._get(context, f"{repo}/commits", self._commit_params(), _parse_newest_commit)
+        build_runs = self._get(
+            context,
+            _runs_path(repo, self._config.build_workflow),
+            # Builds run on pushes to the watched branch; other branches' runs would crowd it.
+            {"branch": self._config.branch, "per_page": RUNS_PER_PAGE},
+            _parse_runs,
+        )
+        promote_runs = self._get(
+            context,
+            _runs_path(repo, self._config.promote_workflow),
+            # Not filtered by branch: repository_dispatch and workflow_dispatch run on the
+            # default branch with its HEAD as head_sha, whatever branch or artifact is watched.
+            {"per_page": RUNS_PER_PAGE},
+            _parse_runs,
+        )
+        statuses: tuple[CommitStatus, ...] = ()
+        if head is not None:
+            path = f"{repo}/commits/{head.sha}/statuses"
+            statuses = self._get(context, path, {"per_page": STATUSES_PER_PAGE}, _parse_statuses)
+        self._cache = {url: self._cache[url] for url in context.urls if url in self._cache}
+        return GitHubData(head, build_runs, promote_runs, statuses, self._rate_limit)
+
+    def _commit_params(self) -> dict[str, str | int]:
+        params: dict[str, str | int] = {"sha": self._config.branch, "per_page": 1}
+        watched = self._config.watch_path.strip("/")
+        if watched:
+            params["path"] = watched
+        return params
+
+    def _get(
+        self,
+        context: _PollContext,
+        path: str,
+        params: dict[str, str | int],
+        parse: Callable[[Any], T],
+    ) -> T:
+        self._refuse_while_limited(context.now)
+        request = self._http.build_request("GET", path, params=params, headers=context.headers)
+        key = str(request.url)
+        context.urls.add(key)
+        cached = self._cache.get(key)
+        if cached is not None:
+            request.headers["If-None-Match"] = cached.etag
+        response = self._send(request, path)
+        self._note_rate_limit(response, context.now)
+        if response.status_code == 304 and cached is not None:
+            return cached.value
+        if response.status_code != 200:
+            raise self._error(response, path, context.now)
+        value = _parse_body(response, path, parse)
+        etag = response.headers.get("etag")
+        if etag:
+            self._cache[key] = _Cached(etag, value)
+        return value
+
+    def _send(self, request: httpx.Request, path: str) -> httpx.Response:
+        self.requests_made += 1
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException:
+            message = f"GitHub did not answer GET {path} within {self._timeout:g}s"
+            raise SourceError(ErrorReason.TIMEOUT, message) from None
+        except httpx.TransportError as error:
+            message = f"cannot reach GitHub at {self._config.url}: {error}"
+            raise SourceError(ErrorReason.UNREACHABLE, message) from None
+        # GitHub only waives the charge for a 304 to an authorized request.
+        if response.status_code != 304 or "Authorization" not in request.headers:
+            self.requests_charged += 1
+        return response
+
+    def _refuse_while_limited(self, now: float) -> None:
+        if now < self._blocked_until:
+            message = (
+                f"GitHub rate limit: no request before {_iso(self._blocked_until)} "
+                f"({self._blocked_until - now:.0f}s from now)"
+            )
+            raise SourceError(ErrorReason.RATE_LIMITED, message)
+
+    def _note_rate_limit(self, response: httpx.Response, now: float) -> None:
+        limit = _rate_limit_from(response.headers)
+        if limit is not None:
+            self._rate_limit = limit
+        retry_after = _seconds(response.headers.get("retry-after"))
+        if retry_after is not None:
+            self._block_until(now + retry_after)
+        elif limit is not None and limit.remaining == 0:
+            self._block_until(limit.reset)
+
+    def _block_until(self, until: float) -> None:
+        if until > self._blocked_until:
+            log.warning("GitHub rate limit reached: no request before %s", _iso(until))
+            self._blocked_until = until
+
+    def _error(self, response: httpx.Response, path: str, now: float) -> SourceError:
+        status = response.status_code
+        detail = _github_message(response)
+        where = f"GET {path}: HTTP {status} {detail}".rstrip()
+        if status in (403, 429) and _is_rate_limited(response, detail):
+            if self._blocked_until <= now:
+                self._block_until(now + SECONDARY_LIMIT_PAUSE)
+            message = f"{where}; no request before {_iso(self._blocked_until)}"
+            return SourceError(ErrorReason.RATE_LIMITED, message)
+        if status == 401:
+            source = self._config.token.describe() if self._config.token else "no token set"
+            return SourceError(ErrorReason.UNAUTHORIZED, f"{where} (token from {source})")
+        if status == 403:
+            return SourceError(ErrorReason.FORBIDDEN, f"{where} (token lacks a permission?)")
+        if status == 404:
+            # GitHub answers 404, not 403, for a private repository the token cannot see, so a
+            # 404 is a wrong repository or workflow name or a missing permission: a config or
+            # access problem that retrying won't fix, which FORBIDDEN says and BAD_RESPONSE
+            # (a server speaking nonsense) would not.
+            hint = "check github.repository and the workflow file names, and the token's access"
+            return SourceError(ErrorReason.FORBIDDEN, f"{where} ({hint})")
+        if status >= 500:
+            return SourceError(ErrorReason.SERVER_ERROR, where)
+        return SourceError(ErrorReason.BAD_RESPONSE, f"{where} (unexpected status)")
+
+
+def _runs_path(repo: str, workflow_file: str) -> str:
+    return f"{repo}/actions/workflows/{quote(workflow_file, safe='')}/runs"
+
+
+def _parse_body(response: httpx.Response, path: str, parse: Callable[[Any], T]) -> T:
+    try:
+        return parse(response.json())
+    except ValueError as error:  # json.JSONDecodeError and bad values alike
+        message = f"GET {path}: malformed body: {error}"
+    except (KeyError, TypeError, AttributeError) as error:
+        message = f"GET {path}: unexpected JSON shape: {type(error).__name__} {error}"
+    raise SourceError(ErrorReason.BAD_RESPONSE, message)
+
+
+def _parse_newest_commit(body: Any) -> Commit | None:
+    if not isinstance(body, list):
+        raise TypeError("expected a list of commits")
+    if not body:
+        return None
+    newest = body[0]
+    committer = newest["commit"].get("committer") or {}
+    return Commit(sha=_text(newest, "sha"), date=parse_timestamp(committer.get("date")))
+
+
+def _parse_runs(body: Any) -> tuple[WorkflowRun, ...]:
+    runs = [_parse_run(raw) for raw in body["workflow_runs"]]
+    return tuple(sorted(runs, key=lambda r: (r.created_at or 0.0, r.id), reverse=True))
+
+
+def _parse_run(raw: dict[str, Any]) -> WorkflowRun:
+    conclusion = raw.get("conclusion")
+    if conclusion is not None and not isinstance(conclusion, str):
+        raise TypeError(f"run conclusion is {type(conclusion).__name__}")
+    run_id = raw["id"]
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        raise TypeError("run id is not an integer")
+    return WorkflowRun(
+        id=run_id,
+        head_sha=_text(raw, "head_sha"),
+        event=_text(raw, "event"),
+        status=_text(raw, "status"),
+        conclusion=conclusion,
+        created_at=parse_timestamp(raw.get("created_at")),
+        updated_at=parse_timestamp(raw.get("updated_at")),
+        html_url=raw.get("html_url") or "",
+    )
+
+
+def _parse_statuses(body: Any) -> tuple[CommitStatus, ...]:
+    if not isinstance(body, list):
+        raise TypeError("expected a list of statuses")
+    statuses = [
+        CommitStatus(
+            context=_text(raw, "context"),
+            state=_text(raw, "state"),
+            created_at=parse_timestamp(raw.get("created_at")),
+        )
+        for raw in body
+    ]
+    return tuple(sorted(statuses, key=lambda s: s.created_at or 0.0, reverse=True))
+
+
+def _text(raw: dict[str, Any], key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is {type(value).__name__}, not a string")
+    return value
+
+
+def _rate_limit_from(headers: httpx.Headers) -> RateLimit | None:
+    try:
+        return RateLimit(
+            limit=int(headers["x-ratelimit-limit"]),
+            remaining=int(headers["x-ratelimit-remaining"]),
+            reset=float(headers["x-ratelimit-reset"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _is_rate_limited(response: httpx.Response, detail: str) -> bool:
+    """GitHub's rule: 429, or 403 with retry-after, a spent budget or a rate-limit message."""
+    return (
+        response.status_code == 429
+        or "retry-after" in response.headers
+        or response.headers.get("x-ratelimit-remaining") == "0"
+        or "rate limit" in detail.lower()
+    )
+
+
+def _github_message(response: httpx.Response) -> str:
+    """The `message` of GitHub's error body, short; empty when the body is not GitHub's."""
+    try:
+        message = response.json().get("message", "")
+    except (ValueError, AttributeError):
+        return ""
+    return str(message)[:200]
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return max(float(text), 0.0) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,540 @@
+"""Reads the pipeline's Flux and canary-checker objects from one cluster.
+
+This is the only module that talks to Kubernetes. Every cluster gets its own ApiClient built
+from its own Configuration, so clusters never share credentials and the process-wide default
+configuration is never touched. The parse functions at the bottom turn raw objects into
+snapshot values without any I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes.client import ApiClient, Configuration, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import new_client_from_config
+from kubernetes.config.incluster_config import (
+    SERVICE_CERT_FILENAME,
+    SERVICE_TOKEN_FILENAME,
+    InClusterConfigLoader,
+)
+
+from exporter.config import ClusterConfig
+from exporter.snapshot import (
+    AlertData,
+    CanaryCheck,
+    CanaryData,
+    ClusterData,
+    ClusterWants,
+    Condition,
+    ErrorReason,
+    EventSource,
+    HelmReleaseCounts,
+    HistoryEntry,
+    KustomizationData,
+    Missing,
+    ObjectRef,
+    OCIRepositoryData,
+    ProviderData,
+    SourceError,
+    parse_timestamp,
+)
+
+T = TypeVar("T")
+_MESSAGE_LIMIT = 300
+_LIST_PAGE_SIZE = 500
+# canary-checker's Uptime.String(): "10/12 (83.3%)", or "0/8 0%" when nothing passed.
+_UPTIME = re.compile(r"^(\d+)/(\d+) (?:\(\d+(?:\.\d+)?%\)|0%)$")
+_CANARY_FAILED_STATES = frozenset({"Failed", "Invalid"})
+
+
+@dataclass(frozen=True)
+class _Kind:
+    group: str
+    versions: tuple[str, ...]  # preferred first
+    plural: str
+
+
+_OCI_REPOSITORY = _Kind("source.toolkit.fluxcd.io", ("v1", "v1beta2"), "ocirepositories")
+_KUSTOMIZATION = _Kind("kustomize.toolkit.fluxcd.io", ("v1",), "kustomizations")
+_CANARY = _Kind("canaries.flanksource.com", ("v1",), "canaries")
+_ALERT = _Kind("notification.toolkit.fluxcd.io", ("v1beta3",), "alerts")
+_PROVIDER = _Kind("notification.toolkit.fluxcd.io", ("v1beta3",), "providers")
+_HELM_RELEASE = _Kind("helm.toolkit.fluxcd.io", ("v2",), "helmreleases")
+
+
+class KubeClient:
+    """Polls one cluster. The ApiClient is built on the first poll and kept; a kubeconfig
+    that cannot be loaded fails that poll only, so fixing the file heals the next one."""
+
+    def __init__(self, cluster: ClusterConfig, timeout: float) -> None:
+        self._cluster = cluster
+        self._timeout = timeout
+        self._api_client: ApiClient | None = None
+
+    def poll(self, wants: ClusterWants) -> ClusterData:
+        """Everything `wants` names plus the cluster-wide HelmRelease counts; SourceError if
+        the cluster cannot be read. Absent objects and CRDs are `Missing` values, not errors."""
+        reader = _PollReader(CustomObjectsApi(self._connect()), self._timeout, self._cluster.name)
+        return ClusterData(
+            oci_repositories=reader.read(
+                _OCI_REPOSITORY, wants.oci_repositories, parse_oci_repository
+            ),
+            kustomizations=reader.read(_KUSTOMIZATION, wants.kustomizations, parse_kustomization),
+            canaries=reader.read(_CANARY, wants.canaries, parse_canary),
+            alerts=reader.read(_ALERT, wants.alerts, parse_alert),
+            providers=reader.read(_PROVIDER, wants.providers, parse_provider),
+            helm_releases=reader.helm_release_counts(),
+        )
+
+    def close(self) -> None:
+        if self._api_client is not None:
+            self._api_client.close()
+            self._api_client = None
+
+    def _connect(self) -> ApiClient:
+        if self._api_client is None:
+            self._api_client = _build_api_client(self._cluster)
+        return self._api_client
+
+
+def _fresh_configuration() -> Configuration:
+    configuration = Configuration()
+    # One attempt per request: the next poll is the retry, and a retried read timeout would
+    # stretch a poll to several times the configured timeout.
+    configuration.retries = 0
+    return configuration
+
+
+def _build_api_client(cluster: ClusterConfig) -> ApiClient:
+    configuration = _fresh_configuration()
+    try:
+        if cluster.in_cluster:
+            loader = InClusterConfigLoader(SERVICE_TOKEN_FILENAME, SERVICE_CERT_FILENAME)
+            loader.load_and_set(configuration)
+            return ApiClient(configuration)
+        return new_client_from_config(
+            config_file=str(cluster.kubeconfig),
+            context=cluster.context,
+            persist_config=False,
+            client_configuration=configuration,
+        )
+    # The loaders raise anything from ConfigException to KeyError or a YAML error on a
+    # malformed file; each means the same thing here.
+    except Exception as error:
+        # Unreachable rather than bad_response: no server answered, we cannot even address it.
+        raise SourceError(ErrorReason.UNREACHABLE, _config_problem(cluster, error)) from None
+
+
+def _config_problem(cluster: ClusterConfig, error: Exception) -> str:
+    if cluster.in_cluster:
+        where = "the in-cluster service account config"
+    else:
+        where = f"kubeconfig {cluster.kubeconfig}"
+        if cluster.context:
+            where += f" (context {cluster.context!r})"
+    # Only the first line: YAML errors can go on to quote the offending line of the file.
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return _truncate(
+        f"cluster {cluster.name}: cannot load {where}: {type(error).__name__}: {detail}"
+    )
+
+
+class _PollReader:
+    """One poll of one cluster. Each group/version is discovered at most once per poll, which
+    is what tells an uninstalled CRD from an absent object: both are 404s on a GET."""
+
+    def __init__(self, api: CustomObjectsApi, timeout: float, cluster: str) -> None:
+        self._api = api
+        self._timeout = timeout
+        self._cluster = cluster
+        self._plurals: dict[tuple[str, str], frozenset[str]] = {}
+
+    def read(
+        self,
+        kind: _Kind,
+        refs: Iterable[ObjectRef],
+        parse: Callable[[Mapping[str, Any]], T],
+    ) -> dict[ObjectRef, T | Missing]:
+        refs = sorted(refs, key=lambda ref: (ref.namespace, ref.name))
+        if not refs:
+            return {}
+        version = self._served_version(kind)
+        if version is None:
+            return dict.fromkeys(refs, Missing.CRD_MISSING)
+        found: dict[ObjectRef, T | Missing] = {}
+        for ref in refs:
+            raw = self._get(kind, version, ref)
+            found[ref] = raw if isinstance(raw, Missing) else self._parse(parse, raw, ref)
+        return found
+
+    def helm_release_counts(self) -> HelmReleaseCounts | Missing:
+        version = self._served_version(_HELM_RELEASE)
+        if version is None:
+            return Missing.CRD_MISSING
+        items: list[Any] = []
+        page_token: str | None = None
+        while True:
+            page = self._list(_HELM_RELEASE, version, page_token)
+            if isinstance(page, Missing):
+                return page
+            items.extend(_list_field(page, "items"))
+            page_token = _text(_mapping(page, "metadata").get("continue"))
+            if not page_token:
+                return count_helm_releases(items)
+
+    def _served_version(self, kind: _Kind) -> str | None:
+        for version in kind.versions:
+            if kind.plural in self._served_plurals(kind.group, version):
+                return version
+        return None
+
+    def _served_plurals(self, group: str, version: str) -> frozenset[str]:
+        key = (group, version)
+        if key not in self._plurals:
+            self._plurals[key] = self._discover(group, version)
+        return self._plurals[key]
+
+    def _discover(self, group: str, version: str) -> frozenset[str]:
+        try:
+            with self._translated(f"discovery of {group}/{version}"):
+                found = self._api.get_api_resources(group, version, _request_timeout=self._timeout)
+        except ApiException:  # only a 404 gets past _translated: the group/version is not served
+            return frozenset()
+        return frozenset(resource.name for resource in found.resources or ())
+
+    def _get(self, kind: _Kind, version: str, ref: ObjectRef) -> Any:
+        what = f"get {kind.plural}.{kind.group}/{version} {ref.namespace}/{ref.name}"
+        try:
+            with self._translated(what):
+                return self._api.get_namespaced_custom_object(
+                    kind.group,
+                    version,
+                    ref.namespace,
+                    kind.plural,
+                    ref.name,
+                    _request_timeout=self._timeout,
+                )
+        except ApiException as error:  # a 404
+            return missing_from_not_found(error.body)
+
+    def _list(self, kind: _Kind, version: str, page_token: str | None) -> Any:
+        what = f"list {kind.plural}.{kind.group}/{version} in all namespaces"
+        try:
+            with self._translated(what):
+                page = self._api.list_cluster_custom_object(
+                    kind.group,
+                    version,
+                    kind.plural,
+                    limit=_LIST_PAGE_SIZE,
+                    _continue=page_token,
+                    _request_timeout=self._timeout,
+                )
+        except ApiException:  # a 404: the CRD went away since discovery
+            return Missing.CRD_MISSING
+        if not isinstance(page, Mapping):
+            raise SourceError(
+                ErrorReason.BAD_RESPONSE,
+                f"cluster {self._cluster}: {what}: the list is not an object",
+            )
+        return page
+
+    def _parse(self, parse: Callable[[Mapping[str, Any]], T], raw: Any, ref: ObjectRef) -> T:
+        if not isinstance(raw, Mapping):
+            raise SourceError(
+                ErrorReason.BAD_RESPONSE,
+                f"cluster {self._cluster}: {ref.namespace}/{ref.name}: the body is not an object",
+            )
+        return parse(raw)
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Turns every failure except a 404 into SourceError; 404s are for the caller."""
+        prefix = f"cluster {self._cluster}: {what}"
+        try:
+            yield
+        except ApiException as error:
+            if error.status == 404:
+                raise
+            raise api_error(prefix, error) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise connection_error(prefix, error) from None
+        except ValueError as error:  # undecodable JSON, or a discovery list that fails its schema
+            message = f"{prefix}: malformed response ({type(error).__name__})"
+            raise SourceError(ErrorReason.BAD_RESPONSE, message) from None
+
+
+# --- error mapping (pure) -----------------------------------------------------------------
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
+
+
+def _status_body(body: str | None) -> Mapping[str, Any]:
+    try:
+        parsed = json.loads(body or "")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, Mapping) else {}
+
+
+def missing_from_not_found(body: str | None) -> Missing:
+    """A 404 for an object names it in the Status details; the apiserver's not-found handler
+    (no such group, version or resource) answers with no details at all."""
+    details = _mapping(_status_body(body), "details")
+    return Missing.NOT_FOUND if details.get("name") else Missing.CRD_MISSING
+
+
+def _reason_for_status(status: int) -> ErrorReason:
+    if status == 401:
+        return ErrorReason.UNAUTHORIZED
+    if status == 403:
+        return ErrorReason.FORBIDDEN
+    if status == 429:
+        return ErrorReason.RATE_LIMITED
+    if 500 <= status <= 599:
+        return ErrorReason.SERVER_ERROR
+    return ErrorReason.BAD_RESPONSE
+
+
+def api_error(prefix: str, error: ApiException) -> SourceError:
+    """An HTTP error answer (or the client's status-0 failure) as a SourceError. The message
+    comes from the Status body or the client's reason, never from request headers."""
+    status = error.status or 0
+    if status == 0:
+        # The client reports TLS failures and bodies it cannot decode as status 0.
+        reason_text = str(error.reason or "")
+        bad_body = reason_text.startswith("Unsupported content type")
+        reason = ErrorReason.BAD_RESPONSE if bad_body else ErrorReason.UNREACHABLE
+        return SourceError(reason, _truncate(f"{prefix}: {' '.join(reason_text.split())}"))
+    detail = _text(_status_body(error.body).get("message")) or str(error.reason or "")
+    return SourceError(_reason_for_status(status), _truncate(f"{prefix}: HTTP {status}: {detail}"))
+
+
+def connection_error(prefix: str, error: urllib3.exceptions.HTTPError) -> SourceError:
+    cause = error
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        cause = error.reason
+    # urllib3 files a refused connection under ConnectTimeoutError, but it is no timeout.
+    timed_out = isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError
+    )
+    reason = ErrorReason.TIMEOUT if timed_out else ErrorReason.UNREACHABLE
+    return SourceError(reason, _truncate(f"{prefix}: {type(cause).__name__}: {cause}"))
+
+
+# --- parsing (pure) -----------------------------------------------------------------------
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list_field(raw: Mapping[str, Any], key: str) -> list[Any]:
+    value = raw.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _integer(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _suspended(raw: Mapping[str, Any]) -> bool:
+    return _mapping(raw, "spec").get("suspend") is True
+
+
+def parse_condition(raw: Any) -> Condition | None:
+    if not isinstance(raw, Mapping) or not _text(raw.get("type")):
+        return None
+    return Condition(
+        type=raw["type"],
+        status=_text(raw.get("status")) or "Unknown",
+        reason=_text(raw.get("reason")) or "",
+        message=_text(raw.get("message")) or "",
+        last_transition=parse_timestamp(_text(raw.get("lastTransitionTime"))),
+    )
+
+
+def ready_condition(status: Mapping[str, Any]) -> Condition | None:
+    for raw in _list_field(status, "conditions"):
+        parsed = parse_condition(raw)
+        if parsed is not None and parsed.type == "Ready":
+            return parsed
+    return None
+
+
+def parse_oci_repository(raw: Mapping[str, Any]) -> OCIRepositoryData:
+    spec, status = _mapping(raw, "spec"), _mapping(raw, "status")
+    ref = _mapping(spec, "ref")
+    artifact = _mapping(status, "artifact")
+    return OCIRepositoryData(
+        api_version=_text(raw.get("apiVersion")) or "",
+        url=_text(spec.get("url")) or "",
+        ref_semver=_text(ref.get("semver")),
+        ref_semver_filter=_text(ref.get("semverFilter")),
+        ref_tag=_text(ref.get("tag")),
+        ref_digest=_text(ref.get("digest")),
+        suspended=_suspended(raw),
+        generation=_integer(_mapping(raw, "metadata").get("generation")),
+        observed_generation=_integer(status.get("observedGeneration")),
+        ready=ready_condition(status),
+        artifact_revision=_text(artifact.get("revision")),
+        artifact_last_update=parse_timestamp(_text(artifact.get("lastUpdateTime"))),
+    )
+
+
+def parse_history_entry(raw: Any) -> HistoryEntry | None:
+    """None for an entry without metadata.revision: it cannot be matched to an artifact."""
+    if not isinstance(raw, Mapping):
+        return None
+    revision = _text(_mapping(raw, "metadata").get("revision"))
+    if revision is None:
+        return None
+    return HistoryEntry(
+        revision=revision,
+        first_reconciled=parse_timestamp(_text(raw.get("firstReconciled"))),
+        last_reconciled=parse_timestamp(_text(raw.get("lastReconciled"))),
+        last_status=_text(raw.get("lastReconciledStatus")) or "",
+    )
+
+
+def parse_kustomization(raw: Mapping[str, Any]) -> KustomizationData:
+    status = _mapping(raw, "status")
+    history = (parse_history_entry(entry) for entry in _list_field(status, "history"))
+    return KustomizationData(
+        suspended=_suspended(raw),
+        generation=_integer(_mapping(raw, "metadata").get("generation")),
+        observed_generation=_integer(status.get("observedGeneration")),
+        ready=ready_condition(status),
+        last_applied_revision=_text(status.get("lastAppliedRevision")),
+        last_attempted_revision=_text(status.get("lastAttemptedRevision")),
+        history=tuple(entry for entry in history if entry is not None),
+    )
+
+
+def parse_uptime(text: Any) -> tuple[int | None, int | None]:
+    """(passed, failed) in the rolling hour; (None, None) when canary-checker has no data,
+    which it writes as "" (or, since the field is omitempty, leaves out)."""
+    match = _UPTIME.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        return None, None
+    passed, total = int(match.group(1)), int(match.group(2))
+    return passed, max(total - passed, 0)
+
+
+def check_health(
+    passed: int | None, failed: int | None, error_message: str | None, last_run_failed: bool
+) -> bool | None:
+    """Whether a check's latest result passed.
+
+    canary-checker's per-check status holds no pass/fail field: its reporter writes only
+    uptime1h, latency1h and lastTransitionedTime there (errorMessage exists in the CRD type
+    and is honoured when set). The latest result is counted in uptime1h, so: no data is None;
+    no failure in the hour means it passed; no pass in the hour means it failed. A mixed hour
+    is decided by the canary's latest run: if that run failed anywhere (status Failed or
+    Invalid, or an errorMessage), a mixed check is reported failing, since no field says
+    which check failed; otherwise it passed.
+    """
+    if error_message:
+        return False
+    if passed is None or failed is None:
+        return None
+    if failed == 0:
+        return True
+    if passed == 0:
+        return False
+    return not last_run_failed
+
+
+def parse_canary(raw: Mapping[str, Any]) -> CanaryData:
+    """The checks named in status.checks ({name: uuid}), read from status.checkStatus, which
+    canary-checker keys by that UUID."""
+    status = _mapping(raw, "status")
+    ids = _mapping(status, "checks")
+    by_id = _mapping(status, "checkStatus")
+    last_run_failed = (
+        status.get("status") in _CANARY_FAILED_STATES
+        or _text(status.get("errorMessage")) is not None
+    )
+    canary_last_check = parse_timestamp(_text(status.get("lastCheck")))
+    checks = []
+    for name in sorted(key for key in ids if isinstance(key, str)):
+        entry = by_id.get(ids[name])
+        checks.append(_parse_check(name, entry, last_run_failed, canary_last_check))
+    return CanaryData(checks=tuple(checks))
+
+
+def _parse_check(
+    name: str, entry: Any, last_run_failed: bool, canary_last_check: float | None
+) -> CanaryCheck:
+    if not isinstance(entry, Mapping):
+        return CanaryCheck(name, None, None, None, None, "")
+    passed, failed = parse_uptime(entry.get("uptime1h"))
+    error_message = _text(entry.get("errorMessage"))
+    # The reporter replaces checkStatus wholesale after each run, so an entry was in the
+    # canary's latest run; that run's time stands in when the entry has none of its own.
+    last_check = parse_timestamp(_text(entry.get("lastCheck"))) or canary_last_check
+    return CanaryCheck(
+        name=name,
+        healthy=check_health(passed, failed, error_message, last_run_failed),
+        passed_1h=passed,
+        failed_1h=failed,
+        last_check=last_check,
+        message=error_message or _text(entry.get("message")) or "",
+    )
+
+
+def parse_alert(raw: Mapping[str, Any]) -> AlertData:
+    spec = _mapping(raw, "spec")
+    sources = []
+    for source in _list_field(spec, "eventSources"):
+        if isinstance(source, Mapping):
+            sources.append(
+                EventSource(
+                    kind=_text(source.get("kind")) or "",
+                    name=_text(source.get("name")) or "",
+                    namespace=_text(source.get("namespace")),
+                )
+            )
+    return AlertData(
+        provider_name=_text(_mapping(spec, "providerRef").get("name")) or "",
+        # The CRD defaults eventSeverity to info.
+        event_severity=_text(spec.get("eventSeverity")) or "info",
+        event_sources=tuple(sources),
+        inclusion_list=tuple(p for p in _list_field(spec, "inclusionList") if _text(p)),
+        exclusion_list=tuple(p for p in _list_field(spec, "exclusionList") if _text(p)),
+        suspended=_suspended(raw),
+    )
+
+
+def parse_provider(raw: Mapping[str, Any]) -> ProviderData:
+    spec = _mapping(raw, "spec")
+    return ProviderData(
+        type=_text(spec.get("type")) or "",
+        address=_text(spec.get("address")),
+        secret_name=_text(_mapping(spec, "secretRef").get("name")),
+        suspended=_suspended(raw),
+    )
+
+
+def count_helm_releases(items: Iterable[Any]) -> HelmReleaseCounts:
+    """HelmReleases whose Ready condition is True, out of all of them."""
+    releases = [item for item in items if isinstance(item, Mapping)]
+    ready = sum(
+        1
+        for item in releases
+        if (condition := ready_condition(_mapping(item, "status"))) and condition.is_true
+    )
+    return HelmReleaseCounts(ready=ready, total=len(releases))

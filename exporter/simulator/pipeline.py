@@ -1,0 +1,338 @@
+"""The seed's promotion pipeline, played against fake wire APIs.
+
+Each step does what the real actor does: the build workflow pushes a Flux artifact and tags
+it, source-controller selects a tag with Flux's semver rules, kustomize-controller applies it,
+the Alert dispatches, the tag workflow adds validated-<sha> and X.Y.Z, and canary-checker
+writes its results. Every step can be broken (`Break`) to reproduce a row of the seed's
+failure-mode table. Time is the simulator's own clock, so a scenario can say "two hours ago".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from exporter.simulator import flux_objects as flux
+from exporter.simulator.githubapi import FakeGitHub
+from exporter.simulator.kubeapi import FakeKubeAPI
+from exporter.simulator.oci import push_flux_artifact, tag_artifact
+from exporter.versions import Constraint, Version, select_highest
+
+BUILD_WORKFLOW = "build-platform-artifact.yaml"
+PROMOTE_WORKFLOW = "tag-validated-artifact.yaml"
+INTEGRATION_SEMVER = ">= 0.0.0-0"
+LIVE_SEMVER = ">= 0.0.0"
+
+
+class Break(StrEnum):
+    """One broken step; the value names the seed's symptom in a few words."""
+
+    BUILD_FAILS = "build-fails"  # the push fails: GHCR auth, packages:write missing
+    BUILD_NOT_TRIGGERED = "build-not-triggered"
+    INTEGRATION_SEMVER = "integration-semver"  # constraint >= 0.0.0 skips the RC tags
+    INTEGRATION_URL = "integration-url"  # "no matching artifact": wrong oci_url
+    INTEGRATION_AUTH = "integration-auth"
+    INTEGRATION_SUSPENDED = "integration-suspended"
+    INTEGRATION_RECONCILE = "integration-reconcile"
+    DISPATCH_DROPPED = "dispatch-dropped"  # fluxcd/flux2#3933, or a token without repo scope
+    ALERT_MISCONFIGURED = "alert-misconfigured"
+    PROMOTE_FAILS = "promote-fails"
+    STABLE_TAG_MISSING = "stable-tag-missing"
+    LIVE_SEMVER = "live-semver"  # constraint >= 0.0.0-0 admits pre-releases
+    LIVE_PINNED = "live-pinned"  # a rollback pin left in spec.ref.tag
+    LIVE_AUTH = "live-auth"
+    LIVE_SUSPENDED = "live-suspended"
+    LIVE_RECONCILE = "live-reconcile"
+    CANARY_FAILING = "canary-failing"
+
+
+@dataclass
+class Build:
+    commit: str
+    version: str
+    digest: str
+    created: float
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7]
+
+
+@dataclass
+class _Stage:
+    """What one cluster's Flux has selected and applied."""
+
+    api: FakeKubeAPI
+    semver: str
+    revision: str | None = None
+    fetched_at: float = 0.0
+    applied: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PipelineSimulator:
+    """Drives the registry, both clusters and GitHub through the pipeline's steps."""
+
+    def __init__(
+        self,
+        *,
+        registry_url: str,
+        repository: str,
+        integration: FakeKubeAPI | None,
+        live: FakeKubeAPI,
+        github: FakeGitHub,
+        start: float,
+        flow: str = "rc",
+        registry_auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.registry_url = registry_url
+        self.repository = repository
+        self.artifact_url = f"oci://{registry_url.split('://', 1)[1]}/{repository}"
+        self.github = github
+        self.now = start
+        self.flow = flow
+        self.auth = registry_auth
+        self.breaks: set[Break] = set()
+        self.builds: list[Build] = []
+        self.tags: dict[str, str] = {}
+        self.head: str | None = None
+        self.stages = {"live": _Stage(live, LIVE_SEMVER)}
+        if integration is not None:
+            semver = INTEGRATION_SEMVER if flow == "rc" else LIVE_SEMVER
+            self.stages["integration"] = _Stage(integration, semver)
+        self._commits = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    # --- GitHub and the build -------------------------------------------------------------
+
+    def merge(self) -> str:
+        """A PR touching kubernetes/ lands on main."""
+        self._commits += 1
+        sha = hashlib.sha1(f"{self.repository}:{self._commits}".encode()).hexdigest()
+        self.github.add_commit(sha, flux.rfc3339(self.now))
+        self.head = sha
+        return sha
+
+    def build(self) -> Build | None:
+        """The build workflow: version from the highest stable tag, push, tag."""
+        if Break.BUILD_NOT_TRIGGERED in self.breaks or self.head is None:
+            return None
+        failed = Break.BUILD_FAILS in self.breaks
+        self.github.add_run(
+            BUILD_WORKFLOW,
+            self.head,
+            event="push",
+            status="completed",
+            conclusion="failure" if failed else "success",
+            created_at=flux.rfc3339(self.now),
+            head_branch="main",
+        )
+        if failed:
+            return None
+        version = self._next_version()
+        digest = push_flux_artifact(
+            self.registry_url,
+            self.repository,
+            version,
+            revision=flux.git_revision(self.head),
+            source="https://github.com/owner/homelab",
+            created=flux.rfc3339(self.now),
+            content={"version.txt": version.encode()},
+            auth=self.auth,
+        )
+        build = Build(self.head, version, digest, self.now)
+        self.builds.append(build)
+        self.tags[version] = digest
+        extra = ("sha", "integration") if self.flow == "rc" else ("sha", "validated")
+        for prefix in extra:
+            self._tag(build, f"{prefix}-{build.short}")
+        return build
+
+    def _next_version(self) -> str:
+        stable = [v for v in map(Version.parse, self.tags) if v and not v.is_prerelease]
+        top = max(stable, default=Version.parse("0.0.0"))
+        base = f"{top.major}.{top.minor}.{top.patch + 1}"
+        if self.flow != "rc":
+            return base
+        candidates = sum(1 for tag in self.tags if tag.startswith(f"{base}-rc."))
+        return f"{base}-rc.{candidates + 1}"
+
+    def _tag(self, build: Build, tag: str) -> None:
+        tag_artifact(self.registry_url, self.repository, build.digest, tag, auth=self.auth)
+        self.tags[tag] = build.digest
+
+    def retag(self, build: Build, stable: str) -> None:
+        """The seed's rollback option 3: a higher stable tag on a known-good artifact."""
+        self._tag(build, stable)
+
+    # --- Flux in a cluster ----------------------------------------------------------------
+
+    def reconcile(self, stage_name: str) -> None:
+        """source-controller selects and stores a tag, kustomize-controller applies it."""
+        stage = self.stages[stage_name]
+        broken = {b.value.split("-", 1)[1] for b in self.breaks if b.value.startswith(stage_name)}
+        spec = self._source_spec(stage_name, stage, broken)
+        selected = self._select(spec)
+        ready, reason, message = True, None, None
+        if "auth" in broken:
+            ready, reason = False, "AuthenticationFailed"
+            message = f"failed to get credential from 'generic': 401 Unauthorized for {spec['url']}"
+        elif selected is None:
+            ready = False
+        elif "suspended" not in broken:
+            stage.revision, stage.fetched_at = f"{selected}@{self.tags[selected]}", self.now
+        stage.api.put(
+            flux.oci_repository(
+                api_version=flux.OCI_REPOSITORY_V1,
+                url=spec["url"],
+                semver=spec.get("semver"),
+                tag=spec.get("tag"),
+                suspend="suspended" in broken,
+                ready=ready,
+                reason=reason,
+                message=message,
+                revision=stage.revision,
+                last_update=stage.fetched_at or self.now,
+            )
+        )
+        self._apply(stage, failing="reconcile" in broken)
+
+    def _source_spec(self, stage_name: str, stage: _Stage, broken: set[str]) -> dict[str, str]:
+        url = self.artifact_url + ("-typo" if "url" in broken else "")
+        if "pinned" in broken and stage.revision:
+            return {"url": url, "tag": stage.revision.split("@", 1)[0]}
+        semver = stage.semver
+        if "semver" in broken:
+            semver = LIVE_SEMVER if stage_name == "integration" else INTEGRATION_SEMVER
+        return {"url": url, "semver": semver}
+
+    def _select(self, spec: dict[str, str]) -> str | None:
+        if not spec["url"].endswith(self.repository):
+            return None
+        if "tag" in spec:
+            return spec["tag"] if spec["tag"] in self.tags else None
+        return select_highest(self.tags, Constraint.parse(spec["semver"]))
+
+    def _apply(self, stage: _Stage, failing: bool) -> None:
+        attempted = stage.revision
+        if not failing and attempted and attempted != stage.applied:
+            stage.applied = attempted
+            stage.history.insert(0, flux.history_entry(attempted, first_reconciled=self.now))
+            del stage.history[5:]
+        stage.api.put(
+            flux.kustomization(
+                ready=not failing,
+                reason="BuildFailed" if failing else None,
+                message=(
+                    "kustomize build failed: accumulating resources: missing Resource"
+                    if failing
+                    else None
+                ),
+                last_applied_revision=stage.applied,
+                last_attempted_revision=attempted,
+                history=stage.history,
+                transition=self.now,
+            )
+        )
+
+    # --- Validation and promotion --------------------------------------------------------
+
+    def dispatch(self) -> int | None:
+        """The Alert's repository_dispatch starts the tag workflow, which tags the build."""
+        if Break.DISPATCH_DROPPED in self.breaks or Break.ALERT_MISCONFIGURED in self.breaks:
+            return None
+        applied = self.stages["integration"].applied
+        build = self._build_of(applied)
+        conclusion = "failure" if Break.PROMOTE_FAILS in self.breaks else "success"
+        run = self.github.add_run(
+            PROMOTE_WORKFLOW,
+            self.head or "0" * 40,
+            event="repository_dispatch",
+            status="completed",
+            conclusion=conclusion,
+            created_at=flux.rfc3339(self.now),
+            head_branch="main",
+        )
+        if build is not None and conclusion == "success":
+            self.promote(build)
+        return run
+
+    def promote(self, build: Build) -> None:
+        """tag-validated-artifact: validated-<sha>, then the RC suffix stripped (idempotent)."""
+        if f"validated-{build.short}" in self.tags:
+            return
+        self._tag(build, f"validated-{build.short}")
+        if Break.STABLE_TAG_MISSING not in self.breaks:
+            self._tag(build, build.version.split("-", 1)[0])
+
+    def refire(self) -> None:
+        """The Alert fires again on the next reconciliation; the guard makes it a no-op."""
+        self.github.add_run(
+            PROMOTE_WORKFLOW,
+            self.head or "0" * 40,
+            event="repository_dispatch",
+            status="completed",
+            conclusion="success",
+            created_at=flux.rfc3339(self.now),
+            head_branch="main",
+        )
+
+    def _build_of(self, revision: str | None) -> Build | None:
+        digest = revision.rsplit("@", 1)[-1] if revision else None
+        return next((b for b in reversed(self.builds) if b.digest == digest), None)
+
+    # --- Cluster furniture ---------------------------------------------------------------
+
+    def install_cluster_objects(self) -> None:
+        """The Alert, Provider, canaries and HelmReleases a bootstrapped cluster has."""
+        integration = self.stages.get("integration")
+        if integration is not None:
+            misconfigured = Break.ALERT_MISCONFIGURED in self.breaks
+            integration.api.put(
+                flux.alert(
+                    inclusion_list=(".*Health check passed.*",)
+                    if misconfigured
+                    else (".*Reconciliation finished.*",)
+                )
+            )
+            integration.api.put(flux.provider())
+        for stage in self.stages.values():
+            stage.api.put(flux.helm_release("podinfo", "apps"))
+        self.run_canaries()
+
+    def run_canaries(self) -> None:
+        failing = Break.CANARY_FAILING in self.breaks
+        checks = {
+            "kubernetes-api": flux.CheckRun(passed=60),
+            "flux-pods-healthy": flux.CheckRun(
+                passed=0 if failing else 60,
+                failed=60 if failing else 0,
+                error="pod source-controller not ready",
+            ),
+        }
+        for stage in self.stages.values():
+            stage.api.put(flux.canary(checks=checks, last_check=self.now))
+
+    # --- The whole happy path ------------------------------------------------------------
+
+    def release(self, step_seconds: float = 300.0) -> Build | None:
+        """One change end to end; a broken step stops it where the real pipeline would."""
+        self.merge()
+        self.advance(step_seconds)
+        build = self.build()
+        self.advance(step_seconds)
+        if "integration" in self.stages:
+            self.reconcile("integration")
+            self.advance(60)
+            self.dispatch()
+            self.advance(step_seconds)
+        self.reconcile("live")
+        self.advance(step_seconds)
+        return build
