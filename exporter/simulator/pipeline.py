@@ -70,6 +70,7 @@ class _Stage:
     fetched_at: float = 0.0
     applied: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    legacy_flux: bool = False  # Flux 2.5: OCIRepository v1beta2, no Kustomization history
 
 
 class PipelineSimulator:
