@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter import __version__, diagnose, docs, rules, server
+from exporter import __version__, demo, diagnose, docs, rules, server
 from exporter.config import ConfigError, load_config
 
 DEFAULT_LISTEN = ":9883"
@@ -100,6 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", help="the config file")
 
+    demo = commands.add_parser(
+        "demo",
+        help="run the simulator-backed demo: a healthy "
+        "promotion, then a stuck one, with live /metrics",
+    )
+    demo.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default="127.0.0.1:9883",
+        help="address to serve /metrics on",
+    )
+    demo.add_argument(
+        "--step-seconds",
+        type=float,
+        default=3.0,
+        help="pause between pipeline steps (default %(default)s)",
+    )
+    demo.add_argument(
+        "--registry",
+        choices=["auto", "builtin", "distribution"],
+        default="auto",
+        help="docker-registry when installed (auto), or the built-in one",
+    )
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="write the demo's config file here instead of a temp dir",
+    )
+    demo.add_argument(
+        "--exit-when-stuck",
+        action="store_true",
+        help="exit after the story (exit code as diagnose) instead of serving on",
+    )
+
     walk = commands.add_parser(
         "diagnose",
         help="poll once and walk both debugging trees; "
@@ -113,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_parser("docs", help="docs/runbook.md and docs/metrics.md").add_argument(
         "--out", type=Path, default=Path("docs"), help="output directory"
     )
+    targets.add_parser(
+        "dashboards", help="the Grafana dashboards and their ConfigMap"
+    ).add_argument("--out", type=Path, default=Path("dashboards"), help="output directory")
     return parser
 
 
@@ -145,6 +183,11 @@ def _generate(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"generate rules: {error}", file=sys.stderr)
             return 2
+    elif args.target == "dashboards":
+        # grafana-foundation-sdk is a development dependency: only regenerating needs it.
+        from exporter import dashboards
+
+        written = dashboards.write_files(args.out)
     else:
         written = docs.write_files(args.out)
     for path in written:
@@ -167,12 +210,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper().replace("WARN", "WARNING"),
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
     )
+    # Per-request lines from the HTTP libraries would drown the exporter's own log.
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "check-config":
         return _with_config(args.file, lambda _config: print(f"{args.file}: ok") or 0)
     if args.command == "diagnose":
         return _with_config(args.config_file, diagnose.run)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "demo":
+        return demo.run(
+            demo.DemoOptions(
+                listen_address=args.listen_address,
+                step_seconds=args.step_seconds,
+                registry=args.registry,
+                workdir=args.workdir,
+                exit_when_stuck=args.exit_when_stuck,
+            )
+        )
     try:
         server.parse_listen_address(args.listen_address)
     except ValueError as error:

@@ -37,8 +37,9 @@ STAGES = ("build", "integration", "validated", "release", "live")
 LAG_STAGES = ("integration", "validated", "release", "live")
 # Flux's success event, which the Alert's inclusionList must admit for the dispatch to fire.
 RECONCILIATION_FINISHED = "Reconciliation finished in 1m0s, next run in 10m0s"
-# Tolerance between the cluster's clock (apply time) and GitHub's (run creation time).
-CLOCK_SKEW_SECONDS = 120.0
+# Tolerance between the cluster's clock (apply time) and GitHub's (run creation time). Small,
+# because the Alert re-fires on every reconciliation and an older run must not count.
+CLOCK_SKEW_SECONDS = 15.0
 FAILED_CONCLUSIONS = frozenset(
     {"failure", "cancelled", "timed_out", "action_required", "startup_failure", "stale"}
 )
