@@ -19,7 +19,11 @@ _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_OCI_URL = re.compile(r"^oci://([^/\s]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
+_OCI_URL = re.compile(r"^oci://([^/\s@]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
 
 
 class ConfigError(Exception):
@@ -132,8 +136,17 @@ def load_config(path: str | Path) -> Config:
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
     except yaml.YAMLError as error:
-        raise ConfigError([f"{path}: not valid YAML: {error}"]) from None
+        raise ConfigError([f"{path}: not valid YAML: {_yaml_position(error)}"]) from None
     return parse_config(raw)
+
+
+def _yaml_position(error: yaml.YAMLError) -> str:
+    """The problem and its line and column, without PyYAML's quote of the line itself."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "syntax error"
+    if mark is None:
+        return problem
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
 def parse_config(raw: Any) -> Config:
@@ -152,7 +165,7 @@ class _Checker:
         self.problems: list[str] = []
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
+        self.problems.append(f"{path or 'config'}: {message}")
 
     def mapping(self, raw: Any, path: str, allowed: set[str], required: set[str]) -> dict:
         if raw is None:
@@ -161,22 +174,22 @@ class _Checker:
             self.problem(path, f"must be a mapping, got {type(raw).__name__}")
             return {}
         for key in sorted(set(raw) - allowed, key=str):
-            self.problem(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            self.problem(_join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
         for key in sorted(required - set(raw)):
-            self.problem(f"{path}.{key}", "is required")
+            self.problem(_join(path, key), "is required")
         return raw
 
     def string(self, raw: dict, key: str, path: str, default: str | None = None) -> str | None:
         value = raw.get(key, default)
         if value is not None and (not isinstance(value, str) or not value):
-            self.problem(f"{path}.{key}", "must be a non-empty string")
+            self.problem(_join(path, key), "must be a non-empty string")
             return default
         return value
 
     def boolean(self, raw: dict, key: str, path: str, default: bool) -> bool:
         value = raw.get(key, default)
         if not isinstance(value, bool):
-            self.problem(f"{path}.{key}", "must be true or false")
+            self.problem(_join(path, key), "must be true or false")
             return default
         return value
 
@@ -184,17 +197,18 @@ class _Checker:
         try:
             seconds = parse_duration(raw.get(key, default))
         except ValueError as error:
-            self.problem(f"{path}.{key}", str(error))
+            self.problem(_join(path, key), str(error))
             return parse_duration(default)
         if seconds <= 0:
-            self.problem(f"{path}.{key}", "must be longer than zero")
+            self.problem(_join(path, key), "must be longer than zero")
         return seconds
 
     def secret(self, raw: Any, path: str, prefix: str) -> SecretRef | None:
         env, file = raw.get(f"{prefix}_env"), raw.get(f"{prefix}_file")
         if prefix in raw:
             self.problem(
-                f"{path}.{prefix}", f"inline secrets are refused: use {prefix}_env or {prefix}_file"
+                _join(path, prefix),
+                f"inline secrets are refused: use {prefix}_env or {prefix}_file",
             )
         if env is not None and file is not None:
             self.problem(path, f"set {prefix}_env or {prefix}_file, not both")
@@ -214,12 +228,12 @@ class _Checker:
     def config(self, raw: Any) -> Config | None:
         raw = self.mapping(
             raw,
-            "config",
+            "",
             {"interval", "timeout", "github", "clusters", "pipelines"},
             {"clusters", "pipelines"},
         )
-        interval = self.duration(raw, "interval", "config", "30s")
-        timeout = self.duration(raw, "timeout", "config", "10s")
+        interval = self.duration(raw, "interval", "", "30s")
+        timeout = self.duration(raw, "timeout", "", "10s")
         github = self.github(raw["github"]) if raw.get("github") is not None else None
         clusters = self.clusters(raw.get("clusters"))
         pipelines = self.pipelines(raw.get("pipelines"), clusters)
@@ -313,7 +327,10 @@ class _Checker:
             self.problem(f"{path}.name", "lowercase letters, digits, '-' and '_' only")
         artifact = self.string(raw, "artifact", path) or "oci://invalid/invalid"
         if not _OCI_URL.match(artifact):
-            self.problem(f"{path}.artifact", f"{artifact!r} is not oci://HOST/PATH (lowercase)")
+            self.problem(
+                f"{path}.artifact",
+                "must be oci://HOST/PATH (lowercase, no credentials: use registry_auth)",
+            )
             artifact = "oci://invalid/invalid"
         defaults = {
             "source": self.object_name(raw.get("source"), f"{path}.source", "flux-system"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import signal
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,6 +28,31 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class _DualStackServer(ThreadingHTTPServer):
+    """All interfaces, IPv6 and IPv4, as ':port' means for Prometheus exporters."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _bind(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    if host:
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        return server_class((host, port), handler)
+    try:
+        return _DualStackServer(("::", port), handler)
+    except OSError:
+        # A kernel without IPv6: all IPv4 interfaces is what ':port' can still mean.
+        return ThreadingHTTPServer(("0.0.0.0", port), handler)
+
+
 class ExporterServer:
     """Serves the poller's state; start() returns once the socket listens."""
 
@@ -34,7 +60,7 @@ class ExporterServer:
         self.poller = poller
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PromotionCollector(poller))
-        self.httpd = ThreadingHTTPServer(parse_listen_address(address), self._handler())
+        self.httpd = _bind(*parse_listen_address(address), self._handler())
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
