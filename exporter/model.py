@@ -608,7 +608,10 @@ class _PipelineModel:
                 constraint = Constraint.parse(source.ref_semver)
             except ConstraintError:
                 return None, f"invalid spec.ref.semver {source.ref_semver!r}"
-            tag = select_highest(self.index.version_tags, constraint, source.ref_semver_filter)
+            try:
+                tag = select_highest(self.index.version_tags, constraint, source.ref_semver_filter)
+            except re.error:
+                return None, f"invalid spec.ref.semverFilter {source.ref_semver_filter!r}"
             found = self.index.by_tag(tag)
             return (found.digest if found else None), f"semver {source.ref_semver!r}"
         tag = source.ref_tag or "latest"

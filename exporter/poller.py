@@ -168,7 +168,11 @@ class Poller:
         """Poll every interval until stopped; a poll's own duration is not added to the wait."""
         while not stop.is_set():
             started = time.monotonic()
-            self.poll_once()
+            try:
+                self.poll_once()
+            except Exception:
+                # Keep serving the last good state; a model bug must not stop the polling.
+                log.exception("poll failed; keeping the previous state")
             stop.wait(max(0.0, self.config.interval - (time.monotonic() - started)))
 
     def close(self) -> None:
