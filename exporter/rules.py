@@ -190,7 +190,8 @@ def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
             f'up{{job="{job}"}} == 0 or absent(up{{job="{job}"}})',
             options.for_("PromotionExporterDown", options.exporter_down_for),
             "The promotion exporter is not being scraped.",
-            f"Prometheus cannot scrape job {job}: nothing watches the promotion pipeline.",
+            "Prometheus cannot scrape job {{ $labels.job }}{{ with $labels.instance }} at "
+            "{{ . }}{{ end }}: nothing watches the promotion pipeline.",
             "Prometheus has no data from the exporter, so no pipeline alert can fire. This is how "
             "a broken pipeline goes unnoticed for months.",
             (
@@ -247,7 +248,11 @@ def _annotations(options: RuleOptions, alert: str, summary: str, description: st
         "summary": summary,
         "description": description,
         "runbook_url": f"{options.runbook_url}#{alert.lower()}",
-        "dashboard_url": f"{options.dashboard_url}?var-pipeline={{{{ $labels.pipeline }}}}",
+        # Canary and exporter alerts have no pipeline: link the dashboard without one.
+        "dashboard_url": (
+            f"{options.dashboard_url}"
+            "{{ with $labels.pipeline }}?var-pipeline={{ . }}{{ end }}"
+        ),
     }
 
 

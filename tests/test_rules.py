@@ -1,0 +1,374 @@
+"""The shipped rules pack, checked with the real promtool and loaded into a real Prometheus."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from exporter.cli import main
+from exporter.rules import PLAIN_RULES_FILE, PROMETHEUS_RULE_FILE, RuleOptions, render_files
+from exporter.simulator.distribution import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+RULES_DIR = REPO / "rules"
+PLAIN_RULES = RULES_DIR / PLAIN_RULES_FILE
+PROMETHEUS_RULE = RULES_DIR / PROMETHEUS_RULE_FILE
+UNIT_TEST_DIR = REPO / "tests" / "rules"
+RUNBOOK = REPO / "docs" / "runbook.md"
+METRICS_DOC = REPO / "docs" / "metrics.md"
+STARTUP_SECONDS = 15.0
+SHUTDOWN_SECONDS = 10.0
+
+# The contract's alerts, typed out here so that a renamed or dropped alert fails a test.
+CONTRACT_ALERTS = frozenset(
+    {
+        "PromotionBuildFailing",
+        "PromotionArtifactMissing",
+        "PromotionIntegrationSemverMismatch",
+        "PromotionIntegrationSourceFailing",
+        "PromotionIntegrationSourceStale",
+        "PromotionIntegrationReconcileFailing",
+        "PromotionValidationNotDispatched",
+        "PromotionValidationWorkflowFailing",
+        "PromotionStableTagMissing",
+        "PromotionLiveSemverMismatch",
+        "PromotionLivePinned",
+        "PromotionStableNotHigher",
+        "PromotionLiveSourceFailing",
+        "PromotionLiveSourceStale",
+        "PromotionLiveReconcileFailing",
+        "PromotionLagHigh",
+        "PromotionValidationStale",
+        "PromotionLivePrerelease",
+        "PromotionCanaryCheckFailing",
+        "PromotionCanaryFailureRateHigh",
+        "PromotionExporterDown",
+        "PromotionSourceDown",
+    }
+)
+# Severities and for: the contract (and the seed's canary alerts) fix.
+CONTRACT_SEVERITIES = {
+    "PromotionLagHigh": ("critical", "5m"),
+    "PromotionLivePrerelease": ("critical", "5m"),
+    "PromotionCanaryCheckFailing": ("critical", "2m"),
+    "PromotionCanaryFailureRateHigh": ("warning", None),
+}
+UNIT_TEST_FILES = {
+    "promotion-integration-tree": "integration-tree.test.yml",
+    "promotion-live-tree": "live-tree.test.yml",
+    "promotion-symptoms": "symptoms.test.yml",
+    "promotion-health": "health.test.yml",
+}
+SEVERITIES = {"critical", "warning", "info"}
+# Series Prometheus itself writes; the exporter does not expose them.
+PROMETHEUS_SERIES = {"up"}
+PROMQL_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed: run scripts/bootstrap.sh"
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _alerts(groups: list[dict]) -> list[dict]:
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords,
+    label names (inside {} or a by/on/... list), durations or strings."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        name, is_call = match.groups()
+        if not is_call and name.lower() not in PROMQL_KEYWORDS:
+            names.add(name)
+    return names
+
+
+def documented_metrics() -> set[str]:
+    rows = re.findall(r"^\| `([a-z_:][a-z0-9_:]*)` \|", METRICS_DOC.read_text(), re.MULTILINE)
+    assert rows, f"no metric table found in {METRICS_DOC}"
+    return set(rows)
+
+
+def runbook_anchors() -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+?)\s*$", RUNBOOK.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.fixture(scope="module")
+def groups() -> list[dict]:
+    return _load(PLAIN_RULES)["groups"]
+
+
+def test_shipped_rules_equal_the_generator_defaults() -> None:
+    for name, text in render_files(RuleOptions()).items():
+        assert (RULES_DIR / name).read_text() == text, (
+            f"rules/{name} is stale: run promotion-exporter generate rules"
+        )
+
+
+def test_promtool_checks_the_plain_rule_file() -> None:
+    result = _run(_binary("promtool"), "check", "rules", str(PLAIN_RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 22 rules found" in result.stdout
+
+
+def test_promtool_checks_the_prometheus_rule_spec(tmp_path: Path) -> None:
+    document = _load(PROMETHEUS_RULE)
+    assert document["apiVersion"] == "monitoring.coreos.com/v1"
+    assert document["kind"] == "PrometheusRule"
+    spec = tmp_path / "spec.rules.yml"
+    spec.write_text(yaml.safe_dump(document["spec"]))
+    result = _run(_binary("promtool"), "check", "rules", str(spec))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 22 rules found" in result.stdout
+
+
+def test_both_formats_hold_identical_groups(groups: list[dict]) -> None:
+    assert _load(PROMETHEUS_RULE)["spec"]["groups"] == groups
+
+
+@pytest.mark.parametrize("test_file", sorted(UNIT_TEST_FILES.values()))
+def test_promtool_unit_tests_pass(test_file: str) -> None:
+    result = _run(_binary("promtool"), "test", "rules", str(UNIT_TEST_DIR / test_file))
+    if result.returncode != 0:
+        pytest.fail(f"promtool test rules {test_file}:\n{result.stdout}{result.stderr}")
+
+
+def test_every_alert_has_unit_tests_on_both_sides(groups: list[dict]) -> None:
+    """Each group has its file, every case is named, and every alert is asserted both silent
+    and firing."""
+    assert sorted(path.name for path in UNIT_TEST_DIR.glob("*.test.yml")) == sorted(
+        UNIT_TEST_FILES.values()
+    )
+    assert {group["name"] for group in groups} == set(UNIT_TEST_FILES)
+    for group in groups:
+        cases = _load(UNIT_TEST_DIR / UNIT_TEST_FILES[group["name"]])["tests"]
+        assert all(case.get("name") for case in cases), f"unnamed case in {group['name']}"
+        checks = [check for case in cases for check in case["alert_rule_test"]]
+        for rule in group["rules"]:
+            mine = [check for check in checks if check["alertname"] == rule["alert"]]
+            assert any(check.get("exp_alerts") for check in mine), f"{rule['alert']} never fires"
+            assert any(not check.get("exp_alerts") for check in mine), (
+                f"{rule['alert']} is never asserted silent"
+            )
+
+
+def test_alert_names_are_the_contract(groups: list[dict]) -> None:
+    names = [rule["alert"] for rule in _alerts(groups)]
+    assert len(names) == len(set(names))
+    for name in names:
+        assert re.fullmatch(r"Promotion(?:[A-Z][a-z0-9]*)+", name), name
+    assert set(names) == CONTRACT_ALERTS
+
+
+def test_contract_severities_and_for(groups: list[dict]) -> None:
+    rules = {rule["alert"]: rule for rule in _alerts(groups)}
+    for name, (severity, for_) in CONTRACT_SEVERITIES.items():
+        assert rules[name]["labels"]["severity"] == severity, name
+        assert rules[name].get("for") == for_, name
+
+
+def test_every_alert_is_actionable(groups: list[dict]) -> None:
+    anchors = runbook_anchors()
+    for rule in _alerts(groups):
+        name, annotations = rule["alert"], rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}
+        assert rule["labels"]["severity"] in SEVERITIES, name
+        assert annotations["summary"].endswith("."), name
+        assert "{{" in annotations["description"], name
+        page, _, anchor = annotations["runbook_url"].partition("#")
+        assert page.endswith("/docs/runbook.md"), name
+        assert anchor in anchors, f"{name}: no heading #{anchor} in docs/runbook.md"
+        assert annotations["dashboard_url"].startswith(("http://", "https://")), name
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ("max by (pipeline) (promotion_lag_seconds) > 14400", {"promotion_lag_seconds"}),
+        (
+            "1 - avg_over_time(promotion_canary_check_healthy[15m]) > 0.2",
+            {"promotion_canary_check_healthy"},
+        ),
+        ('up{job="promotion-exporter"} == 0 or absent(up{job="promotion-exporter"})', {"up"}),
+        (
+            "(promotion_source_up == 0) * on (kind, name) group_right () "
+            "promotion_pipeline_source_info",
+            {"promotion_source_up", "promotion_pipeline_source_info"},
+        ),
+        (
+            'max without (status) (a_b{node="x", status="failing"} == 1)\nunless on (pipeline)\n'
+            '(c:d{node=~"e|f", status!="ok"} offset 5m == 1)',
+            {"a_b", "c:d"},
+        ),
+    ],
+)
+def test_metric_names_are_extracted_from_promql(expr: str, names: set[str]) -> None:
+    assert metric_names(expr) == names
+
+
+def test_every_metric_an_alert_reads_is_documented(groups: list[dict]) -> None:
+    documented = documented_metrics()
+    used: set[str] = set()
+    for rule in _alerts(groups):
+        used |= metric_names(rule["expr"])
+        # The descriptions look versions up with `query`; those queries read metrics too.
+        for query in re.findall(r"`([^`]+)`", rule["annotations"]["description"]):
+            used |= metric_names(query)
+    assert "promotion_tree_node_status" in used
+    assert "promotion_version_info" in used
+    assert used - PROMETHEUS_SERIES <= documented, sorted(used - PROMETHEUS_SERIES - documented)
+
+
+def _generate(out: Path, *flags: str) -> int:
+    return main(["generate", "rules", "--out", str(out), *flags])
+
+
+def test_generate_rules_applies_thresholds_and_for_override(tmp_path: Path) -> None:
+    assert _generate(tmp_path, "--lag-threshold", "6h", "--for-override", "0s") == 0
+    generated = _alerts(_load(tmp_path / PLAIN_RULES_FILE)["groups"])
+    shipped = {rule["alert"]: rule for rule in _alerts(_load(PLAIN_RULES)["groups"])}
+    assert (
+        _load(tmp_path / PROMETHEUS_RULE_FILE)["spec"]["groups"]
+        == _load(tmp_path / PLAIN_RULES_FILE)["groups"]
+    )
+    assert {rule["alert"] for rule in generated} == set(shipped)
+    lag = next(rule for rule in generated if rule["alert"] == "PromotionLagHigh")
+    assert lag["expr"] == "max by (pipeline) (promotion_lag_seconds) > 21600"
+    assert "(threshold 6h)" in lag["annotations"]["description"]
+    assert "(threshold 4h)" in shipped["PromotionLagHigh"]["annotations"]["description"]
+    assert all("for" not in rule for rule in generated)
+    assert sum("for" in rule for rule in shipped.values()) > 0
+    for rule in generated:
+        if rule["alert"] != "PromotionLagHigh":
+            expected = dict(shipped[rule["alert"]])
+            expected.pop("for", None)
+            assert rule == expected, rule["alert"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--lag-threshold", "banana"), "'banana' is not a duration"),
+        (("--node-for", "NoSuchAlert=1m"), "--node-for names no tree alert: NoSuchAlert"),
+        (("--node-for", "PromotionArtifactMissing"), "is not ALERT=DURATION"),
+        (("--node-for", "PromotionArtifactMissing=soon"), "'soon' is not a duration"),
+    ],
+)
+def test_generate_rules_rejects_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: tuple[str, ...], message: str
+) -> None:
+    out = tmp_path / "rules"
+    assert _generate(out, *flags) != 0
+    error = capsys.readouterr().err
+    assert error.startswith("generate rules: "), error
+    assert message in error
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"prometheus exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"prometheus not ready after {STARTUP_SECONDS}s:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus with the plain rule file and nothing to scrape; yields its URL."""
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump({"global": {"evaluation_interval": "1s"}, "rule_files": [str(PLAIN_RULES)]})
+    )
+    address = f"127.0.0.1:{free_port()}"
+    log = tmp_path / "prometheus.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                _binary("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address={address}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_ready(process, f"http://{address}", log)
+        yield f"http://{address}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=SHUTDOWN_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"prometheus ignored SIGTERM:\n{log.read_text()}")
+        assert returncode == 0, log.read_text()
+
+
+def _loaded_rules(url: str) -> list[dict]:
+    response = httpx.get(f"{url}/api/v1/rules", timeout=2.0)
+    response.raise_for_status()
+    return _alerts(response.json()["data"]["groups"])
+
+
+@pytest.mark.e2e
+def test_prometheus_loads_and_evaluates_every_rule(prometheus: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    rules = _loaded_rules(prometheus)
+    # Health turns from "unknown" to "ok" after the first evaluation without error.
+    while not (len(rules) == 22 and all(rule["health"] == "ok" for rule in rules)):
+        assert time.monotonic() < deadline, f"rules after {STARTUP_SECONDS}s: {rules}"
+        time.sleep(0.1)
+        rules = _loaded_rules(prometheus)
+    assert {rule["name"] for rule in rules} == CONTRACT_ALERTS
+    assert all(rule["type"] == "alerting" for rule in rules)
