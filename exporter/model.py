@@ -379,9 +379,9 @@ class _PipelineModel:
         return tuple(trees)
 
     def walk(self, tree: Tree, candidate: ArtifactView | None) -> TreeState:
-        facts: dict[str, Callable[[], tuple[Fact, str]]] = self.node_facts()
         nodes = tuple(
-            NodeState(node, *facts[node.id]()) for node in tree_nodes(tree, self.has_github)
+            NodeState(node, *NODE_FACTS[node.id](self))
+            for node in tree_nodes(tree, self.has_github)
         )
         return TreeState(
             tree,
@@ -389,27 +389,6 @@ class _PipelineModel:
             candidate.short_sha if candidate else None,
             candidate.version_label if candidate else None,
         )
-
-    def node_facts(self) -> dict[str, Callable[[], tuple[Fact, str]]]:
-        return {
-            "build_succeeded": self.build_succeeded,
-            "artifact_in_registry": self.artifact_in_registry,
-            "integration_source_selects_candidate": lambda: self.source_selects(
-                "integration", pins_count=True
-            ),
-            "integration_source_ready": lambda: self.source_ready("integration"),
-            "integration_source_current": lambda: self.source_current("integration"),
-            "integration_applied": lambda: self.applied("integration"),
-            "validation_dispatched": self.validation_dispatched,
-            "validation_succeeded": self.validation_succeeded,
-            "stable_tag_present": self.stable_tag_present,
-            "live_source_selects_release": lambda: self.source_selects("live", pins_count=False),
-            "live_not_pinned": self.live_not_pinned,
-            "release_is_highest": self.release_is_highest,
-            "live_source_ready": lambda: self.source_ready("live"),
-            "live_source_current": lambda: self.source_current("live"),
-            "live_applied": lambda: self.applied("live"),
-        }
 
     # Integration tree ---------------------------------------------------------------------
 
@@ -653,6 +632,28 @@ class _PipelineModel:
             )
         assert isinstance(kustomization, KustomizationData)
         return _kustomization_fact(kustomization, self.expected(stage))
+
+
+NodeFact = Callable[[_PipelineModel], tuple[Fact, str]]
+
+# One fact per node of exporter.trees, by node id.
+NODE_FACTS: dict[str, NodeFact] = {
+    "build_succeeded": _PipelineModel.build_succeeded,
+    "artifact_in_registry": _PipelineModel.artifact_in_registry,
+    "integration_source_selects_candidate": lambda m: m.source_selects("integration", True),
+    "integration_source_ready": lambda m: m.source_ready("integration"),
+    "integration_source_current": lambda m: m.source_current("integration"),
+    "integration_applied": lambda m: m.applied("integration"),
+    "validation_dispatched": _PipelineModel.validation_dispatched,
+    "validation_succeeded": _PipelineModel.validation_succeeded,
+    "stable_tag_present": _PipelineModel.stable_tag_present,
+    "live_source_selects_release": lambda m: m.source_selects("live", False),
+    "live_not_pinned": _PipelineModel.live_not_pinned,
+    "release_is_highest": _PipelineModel.release_is_highest,
+    "live_source_ready": lambda m: m.source_ready("live"),
+    "live_source_current": lambda m: m.source_current("live"),
+    "live_applied": lambda m: m.applied("live"),
+}
 
 
 def _kustomization_fact(
