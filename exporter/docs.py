@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from exporter.collector import METRICS
@@ -100,7 +101,9 @@ def metrics_table() -> str:
     ]
     for spec in METRICS.values():
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
-        lines.append(f"| `{spec.sample_name}` | {spec.type} | {labels} | {spec.help} |")
+        # Escaped, or Markdown renderers take "<sha>" in the help text for an HTML tag.
+        help_text = html.escape(spec.help, quote=False)
+        lines.append(f"| `{spec.sample_name}` | {spec.type} | {labels} | {help_text} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ pre-releases, wildcards, "^0.0.x"), so they are reimplemented here rule for rule
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import total_ordering
@@ -35,7 +36,45 @@ _VERSION = re.compile(
 _FIRST_COMPARATOR = re.compile(rf"{_WS}*+({_OPS}){_WS}*+({_CV})")
 _NEXT_COMPARATOR = re.compile(rf"(?:{_WS}++|{_WS}*+,{_WS}*+)({_OPS}){_WS}*+({_CV})")
 _TRAILING_WS = re.compile(rf"{_WS}*+")
-_HYPHEN_RANGE = re.compile(rf"({_CV}){_WS}++-{_WS}++({_CV}){_WS}*+")
+_RANGE_DASH = re.compile(rf"(?<!{_WS}){_WS}++-{_WS}++")
+_RANGE_END = re.compile(rf"({_CV}){_WS}*+")
+_NUMBER_CHARS = frozenset("0123456789|xX*")
+_IDENTIFIER_CHARS = frozenset(string.digits + string.ascii_letters + "-")
+# _CV read backwards (last character first: "+metadata", "-prerelease", up to three dotted
+# numbers, an optional "v"), so that the first version of a hyphen range can be found from its
+# " - " in one pass. Each state lists (characters, next states).
+_CV_BACKWARDS: dict[str, tuple[tuple[frozenset[str], tuple[str, ...]], ...]] = {
+    "meta?": ((_IDENTIFIER_CHARS, ("meta",)),),
+    "meta": (
+        (_IDENTIFIER_CHARS, ("meta",)),
+        (frozenset("."), ("meta.",)),
+        (frozenset("+"), ("pre?", "number?")),
+    ),
+    "meta.": ((_IDENTIFIER_CHARS, ("meta",)),),
+    "pre?": ((_IDENTIFIER_CHARS, ("pre",)),),
+    "pre": (
+        (_IDENTIFIER_CHARS, ("pre",)),
+        (frozenset("."), ("pre.",)),
+        (frozenset("-"), ("number?",)),
+    ),
+    "pre.": ((_IDENTIFIER_CHARS, ("pre",)),),
+    "number?": ((_NUMBER_CHARS, ("number0",)),),
+    "number0": (
+        (_NUMBER_CHARS, ("number0",)),
+        (frozenset("."), ("dot0",)),
+        (frozenset("v"), ("v",)),
+    ),
+    "dot0": ((_NUMBER_CHARS, ("number1",)),),
+    "number1": (
+        (_NUMBER_CHARS, ("number1",)),
+        (frozenset("."), ("dot1",)),
+        (frozenset("v"), ("v",)),
+    ),
+    "dot1": ((_NUMBER_CHARS, ("number2",)),),
+    "number2": ((_NUMBER_CHARS, ("number2",)), (frozenset("v"), ("v",))),
+}
+_CV_BACKWARDS_START = frozenset({"meta?", "pre?", "number?"})
+_CV_BACKWARDS_DONE = frozenset({"number0", "number1", "number2", "v"})
 _UINT64_LIMIT = 1 << 64
 
 
@@ -191,17 +230,44 @@ def _group_admits(group: tuple[_Comparator, ...], version: Version) -> bool:
 
 
 def _rewrite_hyphen_ranges(text: str) -> str:
-    # Mirrors upstream's rewriteRange, which replaces the first occurrence of each matched
-    # text (leading whitespace included) in the string being rewritten.
+    # Upstream's rewriteRange: every "A - B" becomes ">= A, <= B ", replacing the first
+    # occurrence of the matched text (leading whitespace included) in the string so far. Go's
+    # regexp finds the matches in linear time; scanning from each " - " keeps that here.
     rewritten, previous_end = text, 0
-    for match in _HYPHEN_RANGE.finditer(text):
-        start = match.start()
+    for dash in _RANGE_DASH.finditer(text):
+        run_start = dash.start()
+        while run_start > previous_end and text[run_start - 1] not in _WS_CHARS:
+            run_start -= 1
+        first = _leftmost_cv_start(text, run_start, dash.start())
+        last = _RANGE_END.match(text, dash.end())
+        if first is None or last is None:
+            continue
+        start = first
         while start > previous_end and text[start - 1] in _WS_CHARS:
             start -= 1
-        replacement = f">= {match[1]}, <= {match[11]} "
-        rewritten = rewritten.replace(text[start : match.end()], replacement, 1)
-        previous_end = match.end()
+        replacement = f">= {text[first : dash.start()]}, <= {last[1]} "
+        rewritten = rewritten.replace(text[start : last.end()], replacement, 1)
+        previous_end = last.end()
     return rewritten
+
+
+def _leftmost_cv_start(text: str, low: int, high: int) -> int | None:
+    """The smallest p in [low, high) for which text[p:high] is a whole _CV."""
+    states, leftmost = _CV_BACKWARDS_START, None
+    for position in range(high - 1, low - 1, -1):
+        char = text[position]
+        states = frozenset(
+            state
+            for current in states
+            for chars, next_states in _CV_BACKWARDS.get(current, ())
+            if char in chars
+            for state in next_states
+        )
+        if not states:
+            break
+        if states & _CV_BACKWARDS_DONE:
+            leftmost = position
+    return leftmost
 
 
 def _parse_group(group: str, text: str) -> tuple[_Comparator, ...]:
@@ -304,7 +370,8 @@ def _caret(v: Version, c: _Comparator) -> bool:
         return False
     if con.major > 0 or c.minor_dirty:
         return v.major == con.major
-    # Below 1.0.0 the leftmost non-zero part is fixed; upstream also treats "^*" this way.
+    # Below 1.0.0 the leftmost non-zero part is fixed. "^*" lands here too and so admits only
+    # 0.0.0: that is upstream's code, although its comment says "any".
     if v.major > 0:
         return False
     if con.minor > 0 or c.patch_dirty:
