@@ -95,7 +95,7 @@ class Bench:
     headed: set[str] = field(default_factory=set)
 
     def poll(self) -> PollResult:
-        github = self.poller._github  # the Poller exposes no public handle on its client
+        github = self.poller.github
         charged_before = github.requests_charged if github else 0
         cpu, wall = time.process_time(), time.perf_counter()
         state = self.poller.poll_once()

@@ -233,6 +233,7 @@ class _PipelineModel:
             for name, stage in pipeline.stages.items()
         }
         self.github_name = config.github.repository if config.github else None
+        self._expected: dict[str, ArtifactView | None] = {}
 
     def state(self) -> PipelineState:
         return PipelineState(
@@ -267,6 +268,11 @@ class _PipelineModel:
     def expected(self, stage: str) -> ArtifactView | None:
         """What the stage should run: integration the newest build, live the release that
         Flux's configured constraint selects."""
+        if stage not in self._expected:
+            self._expected[stage] = self._select_expected(stage)
+        return self._expected[stage]
+
+    def _select_expected(self, stage: str) -> ArtifactView | None:
         if self.index is None or stage not in self.stages:
             return None
         if stage == "integration":

@@ -109,6 +109,11 @@ class Poller:
             )
         return sources
 
+    @property
+    def github(self) -> GitHubClient | None:
+        """The GitHub client, for its request counters; None without a github section."""
+        return self._github
+
     def poll_once(self) -> State:
         now = self.clock()
         with ThreadPoolExecutor(max_workers=max(1, len(self._sources))) as pool:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from exporter.versions import Version
+from exporter.versions import Version, parse_tag
 
 
 class TagKind(StrEnum):
@@ -33,7 +33,7 @@ def classify(tag: str) -> ClassifiedTag | None:
     commit_tag = _COMMIT_TAG.match(tag)
     if commit_tag:
         return ClassifiedTag(tag, TagKind(commit_tag.group(1)), None, commit_tag.group(2))
-    version = Version.parse(tag)
+    version = parse_tag(tag)
     if version is None:
         return None
     kind = TagKind.PRERELEASE if version.is_prerelease else TagKind.STABLE

@@ -410,7 +410,7 @@ def select_highest(
     for tag in tags:
         if pattern is not None and not pattern.search(tag):
             continue
-        version = _parse_tag(tag)
+        version = parse_tag(tag)
         if version is None or not constraint.admits(version):
             continue
         if best is None or version > best or (version == best and tag < best.original):
@@ -418,6 +418,7 @@ def select_highest(
     return best.original if best is not None else None
 
 
-def _parse_tag(tag: str) -> Version | None:
+def parse_tag(tag: str) -> Version | None:
+    """A tag as Flux reads it for semver selection: None for a tag Flux skips."""
     # fluxcd/pkg's version.ParseVersion: at least two dots, then NewVersion.
     return Version.parse(tag) if tag.count(".") >= 2 else None
