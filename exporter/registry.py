@@ -14,11 +14,9 @@ import ipaddress
 import json
 import logging
 import re
-import threading
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -44,8 +42,6 @@ _ANNOTATION_SOURCE = "org.opencontainers.image.source"
 _DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]*))')
 _MAX_TAG_PAGES = 1000
-_PARALLEL_REQUESTS = 8  # manifest requests in flight at once on a cold poll
-_T = TypeVar("_T")
 
 
 def same_site(registry_host: str, other_host: str) -> bool:
@@ -230,7 +226,6 @@ class RegistryClient:
             event_hooks={"request": [self._count_request]},
         )
         self._requests_made = 0
-        self._count_lock = threading.Lock()
         self._digest_by_tag: dict[str, str] = {}
         self._annotations_by_digest: dict[str, _Annotations] = {}
 
@@ -240,8 +235,7 @@ class RegistryClient:
         return self._requests_made
 
     def _count_request(self, _request: httpx.Request) -> None:
-        with self._count_lock:
-            self._requests_made += 1
+        self._requests_made += 1
 
     def close(self) -> None:
         self._http.close()
@@ -251,16 +245,15 @@ class RegistryClient:
         tags = self._list_tags()
         recognised = [tag for tag in tags if classify(tag) is not None]
         self._forget_tags_not_in(recognised)
-        new_tags = [tag for tag in recognised if tag not in self._digest_by_tag]
-        for tag, digest in zip(new_tags, self._in_parallel(self._resolve, new_tags), strict=True):
-            if digest is not None:
-                self._digest_by_tag[tag] = digest
+        for tag in recognised:
+            if tag not in self._digest_by_tag:
+                self._resolve(tag)
         tags_by_digest: dict[str, list[str]] = {}
         for tag, digest in self._digest_by_tag.items():
             tags_by_digest.setdefault(digest, []).append(tag)
-        new_digests = [d for d in tags_by_digest if d not in self._annotations_by_digest]
-        fetched = self._in_parallel(self._fetch_annotations, new_digests)
-        self._annotations_by_digest.update(zip(new_digests, fetched, strict=True))
+        for digest in tags_by_digest:
+            if digest not in self._annotations_by_digest:
+                self._annotations_by_digest[digest] = self._fetch_annotations(digest)
         return RegistryData(
             repository=self._pipeline.registry_repository,
             artifacts=tuple(
@@ -351,19 +344,11 @@ class RegistryClient:
             )
         return url
 
-    def _in_parallel(self, fetch: Callable[[str], _T], keys: list[str]) -> list[_T]:
-        """A cold poll of a large repository resolves thousands of tags: a few at a time keeps
-        the first complete state minutes, not tens of minutes, away on a real registry."""
-        if len(keys) <= 1:
-            return [fetch(key) for key in keys]
-        with ThreadPoolExecutor(max_workers=_PARALLEL_REQUESTS) as pool:
-            return list(pool.map(fetch, keys))
-
-    def _resolve(self, tag: str) -> str | None:
+    def _resolve(self, tag: str) -> None:
         url = self._base.join(f"/v2/{self._pipeline.repository_path}/manifests/{tag}")
         response = self._send("HEAD", url, headers={"Accept": MANIFEST_ACCEPT})
         if response.status_code == 404:
-            return None  # deleted since it was listed; the next poll will not list it
+            return  # deleted since it was listed; the next poll will not list it
         self._check(response, f"manifest of tag {tag}")
         digest = response.headers.get("docker-content-digest", "")
         if not _DIGEST.match(digest):
@@ -371,7 +356,7 @@ class RegistryClient:
                 ErrorReason.BAD_RESPONSE,
                 f"manifest of tag {tag} has no valid Docker-Content-Digest",
             )
-        return digest
+        self._digest_by_tag[tag] = digest
 
     def _fetch_annotations(self, digest: str) -> _Annotations:
         url = self._base.join(f"/v2/{self._pipeline.repository_path}/manifests/{digest}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -19,27 +17,21 @@ import pytest
 import yaml
 
 from exporter.simulator.distribution import free_port
+from tests.processes import binary, spawn, stop_cleanly, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "alertmanager.yml"
 RULES = REPO / "rules" / "promotion.rules.yml"
 HEALTH_ALERTS = {"PromotionSourceDown", "PromotionExporterDown"}
 STARTUP_SECONDS = 10.0
-SHUTDOWN_SECONDS = 10.0
 DELIVERY_SECONDS = 10.0
 
 Labels = dict[str, str]
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is not installed: run scripts/bootstrap.sh"
-    return path
-
-
 def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_binary("amtool"), *args], capture_output=True, text=True, timeout=30, check=False
+        [binary("amtool"), *args], capture_output=True, text=True, timeout=30, check=False
     )
 
 
@@ -164,52 +156,29 @@ def _test_config(sink_url: str) -> dict[str, Any]:
     return config
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"alertmanager exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"alertmanager not ready after {STARTUP_SECONDS}s:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path, sink: _SinkServer) -> Iterator[str]:
     """A real Alertmanager, without clustering, running the example against the sink."""
     config = tmp_path / "alertmanager.yml"
     config.write_text(yaml.safe_dump(_test_config(sink.url), sort_keys=False))
     address = f"127.0.0.1:{free_port()}"
+    url = f"http://{address}"
     log = tmp_path / "alertmanager.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                _binary("prometheus-alertmanager"),
-                f"--config.file={config}",
-                f"--storage.path={tmp_path / 'data'}",
-                f"--web.listen-address={address}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn(
+        [
+            binary("prometheus-alertmanager"),
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address={address}",
+            "--cluster.listen-address=",
+        ],
+        log,
+    )
     try:
-        _wait_ready(process, f"http://{address}", log)
-        yield f"http://{address}"
+        wait_ready(process, f"{url}/-/ready", log, "alertmanager", STARTUP_SECONDS)
+        yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"alertmanager ignored SIGTERM:\n{log.read_text()}")
-        assert returncode == 0, log.read_text()
+        stop_cleanly(process, log, "alertmanager")
 
 
 def _post(url: str, *alerts: Labels) -> None:

@@ -17,11 +17,9 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -39,8 +37,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import cli, kube
 from exporter.config import STAGE_NAMES, ConfigError, load_config, parse_config
 from exporter.server import parse_listen_address
+from exporter.simulator.distribution import free_port
 from exporter.snapshot import ErrorReason
 from exporter.versions import Constraint, Version
+from tests.processes import spawn, stop_cleanly, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -593,12 +593,6 @@ def refusing_ports(count: int) -> Iterator[list[int]]:
         yield [sock.getsockname()[1] for sock in sockets]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -674,29 +668,6 @@ def unreachable_config(workdir: Path, registry: int, api: int, github: int) -> P
     return config
 
 
-def wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the exporter exited:\n{log.read_text()}"
-        try:
-            if get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
-                return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    pytest.fail(f"the exporter never became ready:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
-
-
 def files_under(directory: Path) -> set[Path]:
     return set(directory.rglob("*"))
 
@@ -710,18 +681,18 @@ def test_the_wheel_installs_into_a_fresh_venv_and_serves(tmp_path: Path) -> None
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # as the image sets it
     installed = files_under(script.parent.parent)
     log = tmp_path / "exporter.log"
-    with refusing_ports(3) as (registry, api, github), log.open("wb") as output:
+    with refusing_ports(3) as (registry, api, github):
         config = unreachable_config(tmp_path, registry, api, github)
         port = free_port()
         command = [script, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
-        process = subprocess.Popen(command, stdout=output, stderr=output, env=env)
+        process = spawn(command, log, env)
         try:
-            wait_until_ready(process, port, log)
+            wait_ready(process, f"http://127.0.0.1:{port}/readyz", log, "the exporter", 30)
             health = get(f"http://127.0.0.1:{port}/healthz")
             status, exposition = get(f"http://127.0.0.1:{port}/metrics")
             inline_certificate_copies = list(temp.iterdir())
         finally:
-            assert stop(process) == 0, log.read_text()
+            stop_cleanly(process, log, "the exporter", timeout=15)
     assert health == (200, "ok\n")
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(exposition)}

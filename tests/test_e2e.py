@@ -8,8 +8,6 @@ and one real Alertmanager, configured with the shipped example, posts to a webho
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -30,9 +28,11 @@ from exporter.simulator.distribution import free_port
 from exporter.simulator.lab import Lab
 from exporter.simulator.scenarios import SCENARIOS, Scenario, play
 from exporter.trees import TREES
+from tests.processes import binary, spawn, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTLE_SECONDS = 60.0
+STARTUP_SECONDS = 30.0
 TREE_ALERTS = {node.alert for tree in TREES for node in tree.nodes}
 DASHBOARD_PIPELINE = "dispatch-dropped"  # the demo's stuck state
 
@@ -158,38 +158,10 @@ def _alertmanager_config(sink_port: int) -> dict[str, Any]:
     return config
 
 
-def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"{url} not ready:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    for binary in ("prometheus", "prometheus-alertmanager"):
-        if shutil.which(binary) is None:
-            pytest.fail(f"{binary} is not installed: run scripts/bootstrap.sh")
+    prometheus_binary = binary("prometheus")
+    alertmanager_binary = binary("prometheus-alertmanager")
     root = tmp_path_factory.mktemp("e2e")
     end = time.time()
     exporters = {s.name: _start_exporter(s, end) for s in SCENARIOS}
@@ -202,9 +174,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         (root / "alertmanager.yml").write_text(
             yaml.safe_dump(_alertmanager_config(sink_server.server_address[1]))
         )
-        alertmanager = _spawn(
+        alertmanager = spawn(
             [
-                "prometheus-alertmanager",
+                alertmanager_binary,
                 f"--config.file={root / 'alertmanager.yml'}",
                 f"--storage.path={root / 'am-data'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
@@ -236,9 +208,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 }
             )
         )
-        prometheus = _spawn(
+        prometheus = spawn(
             [
-                "prometheus",
+                prometheus_binary,
                 f"--config.file={root / 'prometheus.yml'}",
                 f"--storage.tsdb.path={root / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
@@ -246,13 +218,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             root / "prometheus.log",
         )
         processes.append(prometheus)
-        _wait_ready(f"http://127.0.0.1:{am_port}/-/ready", alertmanager, root / "alertmanager.log")
-        _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", prometheus, root / "prometheus.log")
+        wait_ready(
+            alertmanager,
+            f"http://127.0.0.1:{am_port}/-/ready",
+            root / "alertmanager.log",
+            "alertmanager",
+            STARTUP_SECONDS,
+        )
+        wait_ready(
+            prometheus,
+            f"http://127.0.0.1:{prom_port}/-/ready",
+            root / "prometheus.log",
+            "prometheus",
+            STARTUP_SECONDS,
+        )
         _take_down_and_poll(exporters)
         yield World(exporters, f"http://127.0.0.1:{prom_port}", sink)
     finally:
         for process in processes:
-            _stop(process)
+            stop(process)
         sink_server.shutdown()
         for exporter in exporters.values():
             exporter.close()

@@ -15,6 +15,7 @@ import pytest
 
 from exporter.config import PipelineConfig, RegistryAuth, SecretRef
 from exporter.registry import PLACEHOLDER_USERNAME, RegistryClient, same_site
+from exporter.simulator.distribution import free_port
 from exporter.simulator.oci import push_flux_artifact, tag_artifact
 from exporter.simulator.registry import RecordedRequest, RegistryServer
 from exporter.snapshot import Artifact, ErrorReason, ObjectRef, RegistryData, SourceError
@@ -255,12 +256,8 @@ def test_anonymous_poll_of_protected_registry_is_unauthorized(
 
 
 def test_registry_down_is_unreachable(make_client) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-
     with pytest.raises(SourceError) as caught:
-        make_client(f"127.0.0.1:{closed_port}").poll()
+        make_client(f"127.0.0.1:{free_port()}").poll()
 
     assert caught.value.reason is ErrorReason.UNREACHABLE
 

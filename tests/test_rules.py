@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ import yaml
 from exporter.cli import main
 from exporter.rules import PLAIN_RULES_FILE, PROMETHEUS_RULE_FILE, RuleOptions, render_files
 from exporter.simulator.distribution import free_port
+from tests.processes import binary, spawn, stop_cleanly, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "rules"
@@ -27,7 +26,6 @@ UNIT_TEST_DIR = REPO / "tests" / "rules"
 RUNBOOK = REPO / "docs" / "runbook.md"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 STARTUP_SECONDS = 15.0
-SHUTDOWN_SECONDS = 10.0
 
 # The contract's alerts, typed out here so that a renamed or dropped alert fails a test.
 CONTRACT_ALERTS = frozenset(
@@ -89,12 +87,6 @@ PROMQL_KEYWORDS = {
 }
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is not installed: run scripts/bootstrap.sh"
-    return path
-
-
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
 
@@ -147,7 +139,7 @@ def test_shipped_rules_equal_the_generator_defaults() -> None:
 
 
 def test_promtool_checks_the_plain_rule_file() -> None:
-    result = _run(_binary("promtool"), "check", "rules", str(PLAIN_RULES))
+    result = _run(binary("promtool"), "check", "rules", str(PLAIN_RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 22 rules found" in result.stdout
 
@@ -158,7 +150,7 @@ def test_promtool_checks_the_prometheus_rule_spec(tmp_path: Path) -> None:
     assert document["kind"] == "PrometheusRule"
     spec = tmp_path / "spec.rules.yml"
     spec.write_text(yaml.safe_dump(document["spec"]))
-    result = _run(_binary("promtool"), "check", "rules", str(spec))
+    result = _run(binary("promtool"), "check", "rules", str(spec))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 22 rules found" in result.stdout
 
@@ -169,7 +161,7 @@ def test_both_formats_hold_identical_groups(groups: list[dict]) -> None:
 
 @pytest.mark.parametrize("test_file", sorted(UNIT_TEST_FILES.values()))
 def test_promtool_unit_tests_pass(test_file: str) -> None:
-    result = _run(_binary("promtool"), "test", "rules", str(UNIT_TEST_DIR / test_file))
+    result = _run(binary("promtool"), "test", "rules", str(UNIT_TEST_DIR / test_file))
     if result.returncode != 0:
         pytest.fail(f"promtool test rules {test_file}:\n{result.stdout}{result.stderr}")
 
@@ -306,21 +298,6 @@ def test_generate_rules_rejects_bad_input(
     assert not out.exists() or not any(out.iterdir())
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"prometheus exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"prometheus not ready after {STARTUP_SECONDS}s:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[str]:
     """A real Prometheus with the plain rule file and nothing to scrape; yields its URL."""
@@ -329,30 +306,22 @@ def prometheus(tmp_path: Path) -> Iterator[str]:
         yaml.safe_dump({"global": {"evaluation_interval": "1s"}, "rule_files": [str(PLAIN_RULES)]})
     )
     address = f"127.0.0.1:{free_port()}"
+    url = f"http://{address}"
     log = tmp_path / "prometheus.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                _binary("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address={address}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn(
+        [
+            binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address={address}",
+        ],
+        log,
+    )
     try:
-        _wait_ready(process, f"http://{address}", log)
-        yield f"http://{address}"
+        wait_ready(process, f"{url}/-/ready", log, "prometheus", STARTUP_SECONDS)
+        yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"prometheus ignored SIGTERM:\n{log.read_text()}")
-        assert returncode == 0, log.read_text()
+        stop_cleanly(process, log, "prometheus")
 
 
 def _loaded_rules(url: str) -> list[dict]:

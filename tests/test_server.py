@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -20,19 +17,14 @@ from exporter.cli import main
 from exporter.config import load_config
 from exporter.poller import Poller
 from exporter.server import ExporterServer, parse_listen_address
+from exporter.simulator.distribution import free_port
+from tests.processes import spawn, stop_cleanly, wait_ready
 
 TOKEN_ENV = "PROMOTION_SERVER_TEST_TOKEN"
 TOKEN = "ghp_ServerTestToken4f2a9c1e7b3d5a8f6e0c2b4d"
 KUBE_TOKEN = "kube-Token-9d8c7b6a5f4e3d2c"
 REPOSITORY_PATH = "owner/homelab/platform"
 OPENMETRICS = "application/openmetrics-text"
-
-
-def closed_port() -> int:
-    """A port nothing listens on: bound once to get a free number, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_kubeconfig(path: Path, port: int) -> Path:
@@ -59,10 +51,11 @@ def write_kubeconfig(path: Path, port: int) -> Path:
 
 @pytest.fixture
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every source on a free port, which nothing listens on: each connection is refused."""
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.setenv("PROMOTION_SERVER_TEST_USER", "robot")
-    integration = write_kubeconfig(tmp_path / "integration.yaml", closed_port())
-    live = write_kubeconfig(tmp_path / "live.yaml", closed_port())
+    integration = write_kubeconfig(tmp_path / "integration.yaml", free_port())
+    live = write_kubeconfig(tmp_path / "live.yaml", free_port())
     path = tmp_path / "promotion-exporter.yml"
     path.write_text(
         textwrap.dedent(
@@ -70,7 +63,7 @@ def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             interval: 30s
             timeout: 2s
             github:
-              url: http://127.0.0.1:{closed_port()}
+              url: http://127.0.0.1:{free_port()}
               repository: owner/homelab
               token_env: {TOKEN_ENV}
             clusters:
@@ -78,7 +71,7 @@ def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
               live: {{kubeconfig: {live}}}
             pipelines:
               - name: platform
-                artifact: oci://127.0.0.1:{closed_port()}/{REPOSITORY_PATH}
+                artifact: oci://127.0.0.1:{free_port()}/{REPOSITORY_PATH}
                 plain_http: true
                 registry_auth:
                   username_env: PROMOTION_SERVER_TEST_USER
@@ -241,22 +234,10 @@ def test_serves_on_an_ipv6_address(poller: Poller) -> None:
 # --- The real command ------------------------------------------------------------------------
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"exporter exited {process.returncode}: {process.stderr.read()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.05)
-    pytest.fail("exporter was not ready in time")
-
-
-def test_cli_serves_and_exits_cleanly_on_sigterm(config_file: Path) -> None:
-    port = closed_port()
-    process = subprocess.Popen(
+def test_cli_serves_and_exits_cleanly_on_sigterm(config_file: Path, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    process = spawn(
         [
             sys.executable,
             "-m",
@@ -266,24 +247,17 @@ def test_cli_serves_and_exits_cleanly_on_sigterm(config_file: Path) -> None:
             "--web.listen-address",
             f"127.0.0.1:{port}",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
+        log,
     )
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/readyz", process, time.monotonic() + 15)
+        wait_ready(process, f"http://127.0.0.1:{port}/readyz", log, "the exporter", 15)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
         assert metrics.status_code == 200
         assert set(source_up(metrics.text).values()) == {0.0}
         assert len(source_up(metrics.text)) == 4
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
-        _, stderr = process.communicate(timeout=5)
-        assert "poll failed" in stderr
-        assert TOKEN not in stderr
-        assert KUBE_TOKEN not in stderr
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
+        stop_cleanly(process, log, "the exporter", timeout=5)
+    output = log.read_text()
+    assert "poll failed" in output
+    assert TOKEN not in output
+    assert KUBE_TOKEN not in output
