@@ -1,5 +1,6 @@
-"""Every scenario through the real clients: the simulator serves the wire APIs, a Poller reads
-them, and the model must stop each tree at the scenario's node; diagnose must agree."""
+"""Every scenario through the real clients: docker-registry and the simulator serve the wire
+APIs, a Poller reads them, and the model must stop each tree at the scenario's node;
+diagnose must agree."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ SYMPTOM_ALERTS = {symptom.alert for symptom in symptoms(RuleOptions())}
 
 
 def observe(scenario: Scenario, **lab_options: object) -> tuple[Config, State]:
-    with Lab(start=END - 3 * 86400, **lab_options) as lab:
+    """The scenario in a lab whose registry is Debian's docker-registry, a real one."""
+    with Lab(start=END - 3 * 86400, use_distribution=True, **lab_options) as lab:
         play(lab.sim, scenario, END)
         config = lab.config()
         if scenario.down:
