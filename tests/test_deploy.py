@@ -569,7 +569,7 @@ def test_dockerfile_labels_name_the_project_and_its_version() -> None:
     final = stages()[-1]
     labels = key_values(final, "LABEL")
     assert labels["org.opencontainers.image.title"] == PYPROJECT["project"]["name"]
-    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert labels["org.opencontainers.image.source"].startswith("https://")
     assert key_values(final, "ARG")["VERSION"] == VERSION
