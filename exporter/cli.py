@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from exporter import __version__, demo, diagnose, docs, rules, server
-from exporter.config import ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config
 
 DEFAULT_LISTEN = ":9883"
 DEFAULT_CONFIG = "promotion-exporter.yml"
@@ -195,7 +195,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_config(path: str, action) -> int:
+def _with_config(path: str, action: Callable[[Config], int]) -> int:
     try:
         config = load_config(path)
     except ConfigError as error:

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.model import State
+from exporter.model import PipelineState, State
 from exporter.poller import Poller
 from exporter.snapshot import ErrorReason
 
@@ -244,24 +244,20 @@ class PromotionCollector(Collector):
         out = _Families()
         out.add("promotion_exporter_build_info", (__version__,), 1)
         out.add("promotion_polls", (), self.poller.polls)
-        self._errors(out)
-        state = self.poller.state
+        state = self.poller.state  # read once: the poller may swap it during the scrape
         if state is not None:
+            self._errors(out, state)
             _export_state(out, state)
         yield from out.families.values()
 
-    def _errors(self, out: _Families) -> None:
-        sources = {(status.kind, status.name) for status in self._statuses()}
-        for kind, name in sorted(sources):
+    def _errors(self, out: _Families, state: State) -> None:
+        for kind, name in sorted({(status.kind, status.name) for status in state.sources}):
             for reason in ErrorReason:
                 out.add(
                     "promotion_source_errors",
                     (kind, name, reason.value),
                     self.poller.errors[(kind, name, reason.value)],
                 )
-
-    def _statuses(self) -> tuple:
-        return self.poller.state.sources if self.poller.state else ()
 
 
 def _export_state(out: _Families, state: State) -> None:
@@ -296,7 +292,7 @@ def _export_sources(out: _Families, state: State) -> None:
             out.add("promotion_source_last_success_timestamp_seconds", labels, status.last_success)
 
 
-def _export_pipeline(out: _Families, pipeline) -> None:
+def _export_pipeline(out: _Families, pipeline: PipelineState) -> None:
     name = pipeline.name
     for kind, source in pipeline.sources:
         out.add("promotion_pipeline_source_info", (name, kind, source), 1)
