@@ -77,11 +77,14 @@ class KubeClient:
         self._cluster = cluster
         self._timeout = timeout
         self._api_client: ApiClient | None = None
+        self._discovery = _DiscoveryCache()
 
     def poll(self, wants: ClusterWants) -> ClusterData:
         """Everything `wants` names plus the cluster-wide HelmRelease counts; SourceError if
         the cluster cannot be read. Absent objects and CRDs are `Missing` values, not errors."""
-        reader = _PollReader(CustomObjectsApi(self._connect()), self._timeout, self._cluster.name)
+        reader = _PollReader(
+            CustomObjectsApi(self._connect()), self._timeout, self._cluster.name, self._discovery
+        )
         return ClusterData(
             oci_repositories=reader.read(
                 _OCI_REPOSITORY, wants.oci_repositories, parse_oci_repository
@@ -146,15 +149,36 @@ def _config_problem(cluster: ClusterConfig, error: Exception) -> str:
     )
 
 
-class _PollReader:
-    """One poll of one cluster. Each group/version is discovered at most once per poll, which
-    is what tells an uninstalled CRD from an absent object: both are 404s on a GET."""
+class _DiscoveryCache:
+    """Group/versions known to serve the plurals we read, kept across polls: rediscovering
+    every group on every poll would double a steady poll's requests. Only a hit is kept, so a
+    CRD installed later is found on the next poll; a GET answering that the resource is gone
+    drops the entry."""
 
-    def __init__(self, api: CustomObjectsApi, timeout: float, cluster: str) -> None:
+    def __init__(self) -> None:
+        self._plurals: dict[tuple[str, str], frozenset[str]] = {}
+
+    def serves(self, key: tuple[str, str], plural: str) -> bool:
+        return plural in self._plurals.get(key, frozenset())
+
+    def put(self, key: tuple[str, str], plurals: frozenset[str]) -> None:
+        self._plurals[key] = plurals
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._plurals.pop(key, None)
+
+
+class _PollReader:
+    """One poll of one cluster. Discovery is what tells an uninstalled CRD from an absent
+    object: both are 404s on a GET."""
+
+    def __init__(
+        self, api: CustomObjectsApi, timeout: float, cluster: str, discovery: _DiscoveryCache
+    ) -> None:
         self._api = api
         self._timeout = timeout
         self._cluster = cluster
-        self._plurals: dict[tuple[str, str], frozenset[str]] = {}
+        self._discovery = discovery
 
     def read(
         self,
@@ -191,15 +215,12 @@ class _PollReader:
 
     def _served_version(self, kind: _Kind) -> str | None:
         for version in kind.versions:
-            if kind.plural in self._served_plurals(kind.group, version):
+            key = (kind.group, version)
+            if not self._discovery.serves(key, kind.plural):
+                self._discovery.put(key, self._discover(kind.group, version))
+            if self._discovery.serves(key, kind.plural):
                 return version
         return None
-
-    def _served_plurals(self, group: str, version: str) -> frozenset[str]:
-        key = (group, version)
-        if key not in self._plurals:
-            self._plurals[key] = self._discover(group, version)
-        return self._plurals[key]
 
     def _discover(self, group: str, version: str) -> frozenset[str]:
         try:
@@ -222,7 +243,10 @@ class _PollReader:
                     _request_timeout=self._timeout,
                 )
         except ApiException as error:  # a 404
-            return missing_from_not_found(error.body)
+            missing = missing_from_not_found(error.body)
+            if missing is Missing.CRD_MISSING:
+                self._discovery.forget((kind.group, version))
+            return missing
 
     def _list(self, kind: _Kind, version: str, page_token: str | None) -> Any:
         what = f"list {kind.plural}.{kind.group}/{version} in all namespaces"

@@ -927,3 +927,35 @@ def test_context_picks_its_own_server(kube_api_factory: KubeAPIFactory, tmp_path
 
     assert data.oci_repositories[SOURCE].artifact_revision == REVISION
     assert not first.server.requests
+
+
+def _discovery_requests(api: RunningKubeAPI) -> list[str]:
+    return [r.path for r in api.server.requests if r.path.count("/") == 3]  # /apis/<g>/<v>
+
+
+def test_a_steady_poll_rediscovers_nothing(kube_api: RunningKubeAPI) -> None:
+    populate(kube_api.server)
+    client = KubeClient(kube_api.cluster(), 2.0)
+    try:
+        client.poll(EVERYTHING)
+        assert _discovery_requests(kube_api)
+        kube_api.server.clear_requests()
+        client.poll(EVERYTHING)
+        assert _discovery_requests(kube_api) == []
+        assert kube_api.server.requests  # the objects themselves are still read
+    finally:
+        client.close()
+
+
+def test_a_crd_installed_later_is_found_on_the_next_poll(
+    kube_api_factory: KubeAPIFactory,
+) -> None:
+    api = kube_api_factory(FLUX_2_8)  # no canary-checker yet
+    canary_only = ClusterWants(canaries=frozenset({CANARY}))
+    client = KubeClient(api.cluster(), 2.0)
+    try:
+        assert client.poll(canary_only).canaries[CANARY] is Missing.CRD_MISSING
+        api.server.set_resources((*FLUX_2_8, *CANARY_CHECKER))
+        assert client.poll(canary_only).canaries[CANARY] is Missing.NOT_FOUND
+    finally:
+        client.close()
