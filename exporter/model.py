@@ -378,23 +378,28 @@ class _PipelineModel:
     def trees(self) -> tuple[TreeState, ...]:
         trees = []
         if "integration" in self.stages:
-            candidate = self.deployed("integration") or self.expected("integration")
-            trees.append(self.walk(INTEGRATION, candidate))
+            unbuilt = self.unbuilt_head_sha()
+            newest = None if unbuilt else self.expected("integration")
+            sha = unbuilt or (newest.short_sha if newest else None)
+            trees.append(self.walk(INTEGRATION, newest, sha))
         if "live" in self.stages:
-            trees.append(self.walk(LIVE, self.index.newest_validated if self.index else None))
+            validated = self.index.newest_validated if self.index else None
+            trees.append(self.walk(LIVE, validated, validated.short_sha if validated else None))
         return tuple(trees)
 
-    def walk(self, tree: Tree, candidate: ArtifactView | None) -> TreeState:
+    def unbuilt_head_sha(self) -> str | None:
+        """The newest watched commit when the registry has no artifact for it yet."""
+        head = self.github.head_commit if self.github else None
+        if head is None or self.index is None or self.index.by_commit(head.sha):
+            return None
+        return head.sha[:7]
+
+    def walk(self, tree: Tree, candidate: ArtifactView | None, sha: str | None) -> TreeState:
         nodes = tuple(
             NodeState(node, *NODE_FACTS[node.id](self))
             for node in tree_nodes(tree, self.has_github)
         )
-        return TreeState(
-            tree,
-            nodes,
-            candidate.short_sha if candidate else None,
-            candidate.version_label if candidate else None,
-        )
+        return TreeState(tree, nodes, sha, candidate.version_label if candidate else None)
 
     # Integration tree ---------------------------------------------------------------------
 

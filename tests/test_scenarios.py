@@ -13,7 +13,7 @@ from exporter.poller import Poller
 from exporter.rules import RuleOptions, symptoms
 from exporter.simulator.kubeapi import CANARY_CHECKER, FLUX_2_5
 from exporter.simulator.lab import Lab
-from exporter.simulator.scenarios import SCENARIOS, Scenario, play
+from exporter.simulator.scenarios import SCENARIOS, SCENARIOS_BY_NAME, Scenario, play
 from exporter.trees import TREES
 
 END = 1_793_534_400.0  # 2026-11-02T12:00:00Z
@@ -136,3 +136,14 @@ def test_flux_2_5_cluster_without_history_is_read_through_v1beta2() -> None:
     # Without history the apply time comes from the source's artifact.lastUpdateTime.
     assert pipeline.applied["live"] == fetched_at
     assert pipeline.applied["integration"] != fetched_at
+
+
+def test_diagnose_names_the_unbuilt_commit_when_the_build_never_ran() -> None:
+    config, state = observe(SCENARIOS_BY_NAME["build-not-triggered"])
+    integration = state.pipelines[0].trees[0]
+    registry_shas = {
+        version.revision.rsplit(":", 1)[-1][:7] for version in state.pipelines[0].versions
+    }
+    assert integration.candidate_version is None
+    assert integration.candidate_sha not in registry_shas
+    assert f"grep {integration.candidate_sha}" in diagnose.render(config, state)[0]
