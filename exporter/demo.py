@@ -125,6 +125,9 @@ def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         story.say(f"promotion-exporter demo ({registry}, Kubernetes and GitHub simulated)")
         story.say(f"  metrics: http://127.0.0.1:{server.port}/metrics")
         story.say(f"  config:  {config_path}")
+        story.say(
+            f"  try, in another terminal: promotion-exporter diagnose --config.file {config_path}"
+        )
         try:
             return _tell(story, lab)
         except KeyboardInterrupt:
