@@ -623,13 +623,13 @@ class _PipelineModel:
         if not isinstance(known, OCIRepositoryData):
             return known
         expected = self.expected(stage)
-        if known.suspended:
-            return False, "the OCIRepository is suspended"
-        if expected is None:
-            return True, "nothing to pick up"
         revision = known.artifact_revision or "none"
-        if parse_revision(revision)[1] == expected.digest:
-            return True, f"artifact is {revision}"
+        # Suspension is only a cause once something newer is waiting to be picked up.
+        suspended = " (suspended)" if known.suspended else ""
+        if expected is None or parse_revision(revision)[1] == expected.digest:
+            return True, f"artifact is {revision}{suspended}"
+        if known.suspended:
+            return False, f"the OCIRepository is suspended at {revision}"
         return False, f"artifact is {revision}, not {expected.version_label}"
 
     def applied(self, stage: str) -> tuple[Fact, str]:
@@ -670,15 +670,20 @@ NODE_FACTS: dict[str, NodeFact] = {
 def _kustomization_fact(
     kustomization: KustomizationData, expected: ArtifactView | None
 ) -> tuple[Fact, str]:
+    applied = kustomization.last_applied_revision or "none"
+    current = expected is None or parse_revision(applied)[1] == expected.digest
     if kustomization.suspended:
-        return False, "the Kustomization is suspended"
+        # Suspended at the newest revision is not stuck yet; behind it, it is the cause.
+        if current:
+            return True, f"applied {applied} (suspended)"
+        return False, f"the Kustomization is suspended at {applied}"
     ready = kustomization.ready
     if ready is None or not ready.is_true:
         reason = f"{ready.reason}: {ready.message}" if ready else "no Ready condition yet"
         return False, f"not Ready: {reason}"
-    applied = kustomization.last_applied_revision or "none"
-    if expected is None or parse_revision(applied)[1] == expected.digest:
+    if current:
         return True, f"applied {applied}"
+    assert expected is not None
     return False, f"applied {applied}, not {expected.version_label}"
 
 

@@ -173,3 +173,25 @@ def test_artifact_commit_comes_from_the_annotation_then_the_tags() -> None:
     assert index.by_digest("sha256:2").commit == "ccccccc"
     assert index.by_commit(full) is index.by_digest("sha256:1")
     assert index.newest is index.by_digest("sha256:2")
+
+
+def _integration_source(snapshot: Snapshot, **changes: object) -> Snapshot:
+    cluster = snapshot.clusters["integration"]
+    assert cluster is not None
+    source = dataclasses.replace(cluster.oci_repositories[story.SOURCE_REF], **changes)
+    return with_integration(snapshot, oci_repositories={story.SOURCE_REF: source})
+
+
+def test_a_suspended_source_behind_the_newest_build_is_the_cause() -> None:
+    snapshot = _integration_source(story.rich_snapshot(), suspended=True)
+    ok, detail = node(state_of(snapshot), "integration_source_current")
+    assert ok is False
+    assert detail == f"the OCIRepository is suspended at {story.INTEGRATION_REVISION}"
+
+
+def test_a_suspended_source_already_at_the_newest_build_is_not_stuck() -> None:
+    newest = story.NEWEST.flux_revision(story.NEWEST.rc)
+    snapshot = _integration_source(story.rich_snapshot(), suspended=True, artifact_revision=newest)
+    ok, detail = node(state_of(snapshot), "integration_source_current")
+    assert ok is True
+    assert detail == f"artifact is {newest} (suspended)"
