@@ -4,16 +4,26 @@ diagnose must agree."""
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import diagnose
+from exporter.collector import PromotionCollector
 from exporter.config import Config
 from exporter.model import State, TreeState
 from exporter.poller import Poller
 from exporter.rules import RuleOptions, symptoms
 from exporter.simulator.kubeapi import CANARY_CHECKER, FLUX_2_5
 from exporter.simulator.lab import Lab
+from exporter.simulator.pipeline import Build, PipelineSimulator
 from exporter.simulator.scenarios import SCENARIOS, SCENARIOS_BY_NAME, Scenario, play
+from exporter.snapshot import parse_timestamp
 from exporter.trees import TREES
 
 END = 1_793_534_400.0  # 2026-11-02T12:00:00Z
@@ -21,16 +31,41 @@ ALL_NODES = {node.id: node for tree in TREES for node in tree.nodes}
 SYMPTOM_ALERTS = {symptom.alert for symptom in symptoms(RuleOptions())}
 
 
-def observe(scenario: Scenario, **lab_options: object) -> tuple[Config, State]:
+@dataclass(frozen=True)
+class Truth:
+    """What the simulator did, read from the simulator itself, not through the exporter."""
+
+    builds: tuple[Build, ...]  # in build order
+    tags: dict[str, str]  # tag -> manifest digest
+    applied: dict[str, str | None]  # stage -> Flux revision the Kustomization applied
+    applied_at: dict[str, float]  # stage -> when that revision was first reconciled
+
+
+def _truth(sim: PipelineSimulator) -> Truth:
+    applied_at = {}
+    for name, stage in sim.stages.items():
+        for entry in stage.history:
+            if entry["metadata"]["revision"] == stage.applied:
+                applied_at[name] = parse_timestamp(entry["firstReconciled"])
+    return Truth(
+        builds=tuple(copy.copy(build) for build in sim.builds),
+        tags=dict(sim.tags),
+        applied={name: stage.applied for name, stage in sim.stages.items()},
+        applied_at=applied_at,
+    )
+
+
+def observe(scenario: Scenario, **lab_options: object) -> tuple[Config, State, Truth]:
     """The scenario in a lab whose registry is Debian's docker-registry, a real one."""
     with Lab(start=END - 3 * 86400, use_distribution=True, **lab_options) as lab:
         play(lab.sim, scenario, END)
         config = lab.config()
+        truth = _truth(lab.sim)
         if scenario.down:
             lab.take_down(scenario.down)
         poller = Poller(config, clock=lab.clock)
         try:
-            return config, poller.poll_once()
+            return config, poller.poll_once(), truth
         finally:
             poller.close()
 
@@ -42,22 +77,29 @@ def stop_of(tree: TreeState) -> str | None:
     return stop.node.id if stop.ok is False else "unknown"
 
 
+@dataclass(frozen=True)
+class Observed:
+    scenario: Scenario
+    config: Config
+    state: State
+    truth: Truth
+
+
 @pytest.fixture(scope="module", params=SCENARIOS, ids=lambda s: s.name)
-def observed(request: pytest.FixtureRequest) -> tuple[Scenario, Config, State]:
-    config, state = observe(request.param)
-    return request.param, config, state
+def observed(request: pytest.FixtureRequest) -> Observed:
+    return Observed(request.param, *observe(request.param))
 
 
-def test_each_tree_stops_at_the_scenarios_node(observed: tuple[Scenario, Config, State]) -> None:
-    scenario, _config, state = observed
+def test_each_tree_stops_at_the_scenarios_node(observed: Observed) -> None:
+    scenario, state = observed.scenario, observed.state
     stops = {tree.tree.id: stop_of(tree) for tree in state.pipelines[0].trees}
     assert stops == {"integration": scenario.integration_stop, "live": scenario.live_stop}
 
 
 def test_diagnose_names_the_same_node_and_exit_code(
-    observed: tuple[Scenario, Config, State],
+    observed: Observed,
 ) -> None:
-    scenario, config, state = observed
+    scenario, config, state = observed.scenario, observed.config, observed.state
     text, code = diagnose.render(config, state)
     failing = [
         s for s in (scenario.integration_stop, scenario.live_stop) if s not in (None, "unknown")
@@ -71,9 +113,9 @@ def test_diagnose_names_the_same_node_and_exit_code(
 
 
 def test_down_source_makes_facts_unknown_never_false(
-    observed: tuple[Scenario, Config, State],
+    observed: Observed,
 ) -> None:
-    scenario, _config, state = observed
+    scenario, state = observed.scenario, observed.state
     down = [s for s in state.sources if not s.up]
     assert bool(down) == bool(scenario.down)
     if scenario.down:
@@ -115,7 +157,7 @@ def test_every_tree_leaf_and_failure_mode_has_a_scenario() -> None:
 
 def test_stable_only_flow_is_healthy_without_prerelease_stage() -> None:
     """The seed's later flow: the build tags X.Y.Z and validated-<sha> directly."""
-    config, state = observe(SCENARIOS[0], flow="stable")
+    config, state, _ = observe(SCENARIOS[0], flow="stable")
     pipeline = state.pipelines[0]
     assert all(tree.stop is None for tree in pipeline.trees), diagnose.render(config, state)[0]
     assert not any("-rc." in version.version for version in pipeline.versions)
@@ -139,7 +181,7 @@ def test_flux_2_5_cluster_without_history_is_read_through_v1beta2() -> None:
 
 
 def test_diagnose_names_the_unbuilt_commit_when_the_build_never_ran() -> None:
-    config, state = observe(SCENARIOS_BY_NAME["build-not-triggered"])
+    config, state, _ = observe(SCENARIOS_BY_NAME["build-not-triggered"])
     integration = state.pipelines[0].trees[0]
     registry_shas = {
         version.revision.rsplit(":", 1)[-1][:7] for version in state.pipelines[0].versions
@@ -147,3 +189,71 @@ def test_diagnose_names_the_unbuilt_commit_when_the_build_never_ran() -> None:
     assert integration.candidate_version is None
     assert integration.candidate_sha not in registry_shas
     assert f"grep {integration.candidate_sha}" in diagnose.render(config, state)[0]
+
+
+def _samples(state: State) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The real exposition of the state, parsed back."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PromotionCollector(SimpleNamespace(state=state, polls=1, errors=Counter())))
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def _one(samples: dict, name: str, **labels: str) -> float | None:
+    values = [v for found, v in samples.get(name, []) if labels.items() <= found.items()]
+    assert len(values) <= 1, (name, labels, values)
+    return values[0] if values else None
+
+
+def _expected_lag(truth: Truth, reached_digest: str | None) -> float:
+    """Age of the oldest build newer than the one the stage runs, from the simulator's own
+    record of what it built when."""
+    reached = next((b for b in truth.builds if b.digest == reached_digest), None)
+    pending = [b for b in truth.builds if reached is None or b.created > reached.created]
+    return END - min(b.created for b in pending) if pending else 0.0
+
+
+def _applied_digest(truth: Truth, stage: str) -> str | None:
+    revision = truth.applied[stage]
+    return revision.rsplit("@", 1)[1] if revision else None
+
+
+def test_contract_metrics_match_the_simulation(
+    observed: Observed,
+) -> None:
+    scenario, state = observed.scenario, observed.state
+    truth, samples, down = observed.truth, _samples(state), scenario.down
+    for labels, value in samples["promotion_source_up"]:
+        is_down = down in (labels["kind"], labels["name"])
+        assert value == (0.0 if is_down else 1.0), labels
+    for stage in ("integration", "live"):
+        revision = truth.applied[stage]
+        info = [
+            labels for labels, _v in samples["promotion_version_info"] if labels["stage"] == stage
+        ]
+        if down == stage or revision is None:
+            assert info == []
+            continue
+        tag, digest = revision.rsplit("@", 1)
+        assert [(i["version"], i["digest"]) for i in info] == [(tag, digest)]
+        if down != "registry":
+            lag = _one(samples, "promotion_lag_seconds", pipeline="platform", stage=stage)
+            assert lag == _expected_lag(truth, digest)
+    if down == "registry":
+        assert "promotion_lag_seconds" not in samples
+        return
+    newest = max(truth.builds, key=lambda build: build.created)
+    build_info = [
+        labels for labels, _v in samples["promotion_version_info"] if labels["stage"] == "build"
+    ]
+    assert [i["digest"] for i in build_info] == [newest.digest]
+    if down != "integration":
+        applied = _applied_digest(truth, "integration")
+        short = next(b.short for b in truth.builds if b.digest == applied)
+        staleness = (
+            0.0 if f"validated-{short}" in truth.tags else (END - truth.applied_at["integration"])
+        )
+        assert _one(samples, "promotion_validation_staleness_seconds") == staleness
