@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from exporter import __version__, demo, diagnose, docs, rules, server
+from exporter import __version__, demo, diagnose, docs, generate, rules, server
 from exporter.config import Config, ConfigError, load_config
 
 DEFAULT_LISTEN = ":9883"
@@ -179,7 +179,7 @@ def _rule_options(args: argparse.Namespace) -> rules.RuleOptions:
 def _generate(args: argparse.Namespace) -> int:
     if args.target == "rules":
         try:
-            written = rules.write_files(args.out, _rule_options(args))
+            files = rules.render_files(_rule_options(args))
         except ValueError as error:
             print(f"generate rules: {error}", file=sys.stderr)
             return 2
@@ -187,10 +187,10 @@ def _generate(args: argparse.Namespace) -> int:
         # grafana-foundation-sdk is a development dependency: only regenerating needs it.
         from exporter import dashboards
 
-        written = dashboards.write_files(args.out)
+        files = dashboards.render_files()
     else:
-        written = docs.write_files(args.out)
-    for path in written:
+        files = docs.render_files()
+    for path in generate.write_files(args.out, files):
         print(f"wrote {path}")
     return 0
 

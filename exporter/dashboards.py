@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -654,13 +653,3 @@ def render_files() -> dict[str, str]:
     configmaps = [configmap(name, text) for name, text in dashboards.items()]
     manifest = yaml.dump_all(configmaps, Dumper=_Dumper, sort_keys=False, width=100)
     return {**dashboards, CONFIGMAP_FILE: CONFIGMAP_HEADER + manifest}
-
-
-def write_files(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_files().items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    return written

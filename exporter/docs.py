@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 from exporter.collector import METRICS
 from exporter.rules import RuleOptions, symptoms
@@ -109,13 +108,3 @@ def metrics_table() -> str:
 
 def render_files() -> dict[str, str]:
     return {RUNBOOK_FILE: runbook(), METRICS_FILE: metrics_table()}
-
-
-def write_files(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_files().items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    return written

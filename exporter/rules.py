@@ -7,8 +7,7 @@ its tree only, and never while an earlier node is failing or unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -354,17 +353,3 @@ def render_files(options: RuleOptions) -> dict[str, str]:
         PLAIN_RULES_FILE: dump({"groups": groups}),
         PROMETHEUS_RULE_FILE: dump(prometheus_rule(groups)),
     }
-
-
-def write_files(directory: Path, options: RuleOptions) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_files(options).items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    return written
-
-
-def with_overrides(options: RuleOptions, **changes: Any) -> RuleOptions:
-    return replace(options, **{k: v for k, v in changes.items() if v is not None})
