@@ -115,7 +115,7 @@ def _registry_requests(lab: Lab) -> dict[str, Any]:
 
 def _github_requests(lab: Lab) -> dict[str, Any]:
     requests = lab.github.requests
-    lab.github.clear_log()
+    lab.github.clear_requests()
     urls = {(r.path, tuple(sorted(r.query.items()))) for r in requests}
     return {
         "total": len(requests),
@@ -182,7 +182,7 @@ def main() -> None:
         for api in lab.clusters.values():
             api.clear_requests()
         lab.registry.clear_requests()
-        lab.github.clear_log()
+        lab.github.clear_requests()
         ready = {
             "config": str(config),
             "tags": tags,

@@ -228,7 +228,7 @@ def test_unchanged_second_poll_is_all_304_and_charges_nothing(
     seed_pipeline(github_api)
     first = client.poll(github_api.clock.now)
     remaining = github_api.server.remaining()
-    github_api.server.clear_log()
+    github_api.server.clear_requests()
 
     second = client.poll(github_api.clock.now)
 
@@ -296,7 +296,7 @@ def test_spent_budget_sends_nothing_until_reset(github_api: GitHubApi, client: G
     assert error.reason is ErrorReason.RATE_LIMITED
     assert [r.status for r in server.requests] == [403]
     assert client.rate_limit == RateLimit(5000, 0, reset)
-    server.clear_log()
+    server.clear_requests()
     assert poll_error(client, clock.advance(599)).reason is ErrorReason.RATE_LIMITED
     assert server.request_count == 0
     assert client.rate_limit == RateLimit(5000, 0, reset)
@@ -339,7 +339,7 @@ def test_secondary_rate_limit_pauses_requests(
 
     assert poll_error(client, start).reason is ErrorReason.RATE_LIMITED
     server.clear_faults()
-    server.clear_log()
+    server.clear_requests()
     assert poll_error(client, start + pause - 1).reason is ErrorReason.RATE_LIMITED
     assert server.request_count == 0
 

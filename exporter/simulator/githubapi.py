@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from exporter.simulator.loopback import LoopbackServer, QuietRequestHandler
 
 Timestamp = float | str  # epoch seconds or RFC 3339, as the caller prefers
 ANONYMOUS = "anonymous"
@@ -99,7 +101,7 @@ class _Response:
     headers: dict[str, str]
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer[LoggedRequest]):
     """A threaded HTTP server on 127.0.0.1 that behaves like api.github.com for one repository."""
 
     def __init__(
@@ -113,6 +115,7 @@ class FakeGitHub:
         default_branch: str = "main",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.repository = repository
         self.default_branch = default_branch
         self.response_delay = 0.0
@@ -127,41 +130,11 @@ class FakeGitHub:
         self._statuses: list[_Status] = []
         self._workflows: set[str] = set()
         self._budgets: dict[str, _Budget] = {}
-        self._log: list[LoggedRequest] = []
         self._fault: _Fault | None = None
         self._next_id = 1000
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
 
-    # --- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> FakeGitHub:
-        """Listen on an ephemeral port; after a stop(), on the same port again, state intact."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        # A short poll interval keeps stop() quick: shutdown() waits for the loop to notice.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = None
-        self._thread = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"fake": self})
 
     # --- state -------------------------------------------------------------------------
 
@@ -266,22 +239,6 @@ class FakeGitHub:
         self._fault = None
         self.response_delay = 0.0
 
-    # --- request log -------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[LoggedRequest]:
-        with self._lock:
-            return list(self._log)
-
-    @property
-    def request_count(self) -> int:
-        with self._lock:
-            return len(self._log)
-
-    def clear_log(self) -> None:
-        with self._lock:
-            self._log.clear()
-
     # --- serving -----------------------------------------------------------------------
 
     def handle(self, path: str, query: dict[str, str], headers: dict[str, str]) -> _Response:
@@ -289,7 +246,7 @@ class FakeGitHub:
             time.sleep(self.response_delay)
         with self._lock:
             response = self._respond(path, query, headers)
-            self._log.append(LoggedRequest("GET", path, query, _loggable(headers), response.status))
+            self._record(LoggedRequest("GET", path, query, _loggable(headers), response.status))
             return response
 
     def _respond(self, path: str, query: dict[str, str], headers: dict[str, str]) -> _Response:
@@ -457,12 +414,13 @@ class FakeGitHub:
         return self._next_id
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietRequestHandler):
     """HTTP/1.0, one request per connection, so that stop() leaves no live connection behind."""
 
     fake: FakeGitHub
 
-    def do_GET(self) -> None:
+    # http.server dispatches on this name.
+    def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -476,9 +434,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up waiting (a timeout test); nothing to answer to
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default stderr access log; the fake keeps its own request log."""
 
 
 def _json_response(status: int, payload: Any, headers: dict[str, str]) -> _Response:

@@ -17,12 +17,14 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from exporter.simulator.loopback import LoopbackServer, QuietRequestHandler
 
 SERVICE_ACCOUNT = "system:serviceaccount:monitoring:promotion-exporter"
 _VERSION_PRIORITY = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
@@ -163,7 +165,7 @@ class _Reply:
     raw: bytes | None = None  # sent instead of the JSON body
 
 
-class FakeKubeAPI:
+class FakeKubeAPI(LoopbackServer[RecordedRequest]):
     """A threaded apiserver on 127.0.0.1 with an in-memory object store."""
 
     def __init__(
@@ -172,6 +174,7 @@ class FakeKubeAPI:
         *,
         token: str | None = "fake-token",
     ) -> None:
+        super().__init__()
         self.token = token
         self._lock = threading.Lock()
         self._resources: tuple[CustomResource, ...] = tuple(resources)
@@ -181,47 +184,9 @@ class FakeKubeAPI:
         self._forced_status: int | None = None
         self._delay = 0.0
         self._garbage = False
-        self._requests: list[RecordedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._port = 0
 
-    # --- lifecycle ----------------------------------------------------------------------
-
-    def start(self) -> FakeKubeAPI:
-        """Serve; after a stop() this binds the same port again, so kubeconfigs stay valid."""
-        self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        # A short poll interval keeps stop() quick; shutdown() waits for the next poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Go down: the port refuses connections until start() is called again."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FakeKubeAPI:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # --- state --------------------------------------------------------------------------
 
@@ -278,15 +243,6 @@ class FakeKubeAPI:
         with self._lock:
             self._delay = seconds
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
     # --- kubeconfig ---------------------------------------------------------------------
 
     def kubeconfig(self, context_name: str = "fake", token: str | None = None) -> dict[str, Any]:
@@ -318,7 +274,7 @@ class FakeKubeAPI:
         url = urlsplit(target)
         authorized = self.token is None or authorization == f"Bearer {self.token}"
         with self._lock:
-            self._requests.append(RecordedRequest(method, url.path, authorized))
+            self._record(RecordedRequest(method, url.path, authorized))
             delay, forced, garbage = self._delay, self._forced_status, self._garbage
         if delay and self._stopping.wait(delay):
             return _Reply(503, _status(503, "ServiceUnavailable", "apiserver is shutting down"))
@@ -484,7 +440,7 @@ class FakeKubeAPI:
 
 
 def _handler_for(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietRequestHandler):
         def _serve(self) -> None:
             reply = api.handle(self.command, self.path, self.headers.get("Authorization"))
             body = json.dumps(reply.body).encode() if reply.raw is None else reply.raw
@@ -500,8 +456,5 @@ def _handler_for(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up waiting, as a timing-out client does
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: tests read `requests` instead of stderr."""
 
     return Handler

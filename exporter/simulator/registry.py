@@ -14,10 +14,11 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter.registry import basic_authorization
+from exporter.simulator.loopback import LoopbackServer, QuietRequestHandler
 
 _NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 _ROUTE = re.compile(
@@ -79,7 +80,7 @@ def _error(status: int, code: str | None = None, message: str = "", **headers: s
     return _Response(status, body, {"Content-Type": "application/json", **headers})
 
 
-class RegistryServer:
+class RegistryServer(LoopbackServer[RecordedRequest]):
     """An OCI registry on 127.0.0.1 at an ephemeral port.
 
     token_auth: require GHCR-style bearer tokens from `<url>/token`. Anonymous callers get pull
@@ -100,6 +101,7 @@ class RegistryServer:
         service: str = "sim-registry",
         realm_host: str | None = None,
     ) -> None:
+        super().__init__()
         self.page_size = page_size
         self.token_auth = token_auth
         self.anonymous_pull = anonymous_pull
@@ -114,45 +116,10 @@ class RegistryServer:
         self._repositories: dict[str, _Repository] = {}
         self._uploads: dict[str, str] = {}  # upload id: repository
         self._tokens: dict[str, _Grant] = {}
-        self._requests: list[RecordedRequest] = []
         self._failure: _Response | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> RegistryServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        # A short poll interval lets stop() return quickly instead of after up to 0.5 s.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="sim-registry"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> RegistryServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the registry server is not started")
-        return self._server.server_address[1]
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     @property
     def host(self) -> str:
@@ -160,28 +127,10 @@ class RegistryServer:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    @property
     def realm(self) -> str:
         return f"http://{self.realm_host or '127.0.0.1'}:{self.port}/token"
 
     # --- controls for tests ---------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def request_count(self) -> int:
-        with self._lock:
-            return len(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
 
     def fail_with(self, status: int | None) -> None:
         """Answer every /v2/ request with this error status (429 adds Retry-After); None heals."""
@@ -208,7 +157,7 @@ class RegistryServer:
         query = parse_qs(parts.query)
         authorization = headers.get("authorization")
         with self._lock:
-            self._requests.append(self._record(method, parts.path, parts.query, authorization))
+            self._record(self._request_entry(method, parts.path, parts.query, authorization))
             if parts.path == "/token" and method == "GET":
                 return self._issue_token(query, authorization)
             if not parts.path.startswith("/v2/"):
@@ -226,7 +175,7 @@ class RegistryServer:
                 return denied
             return self._route(method, route, query, headers, body)
 
-    def _record(
+    def _request_entry(
         self, method: str, path: str, query: str, authorization: str | None
     ) -> RecordedRequest:
         scheme = authorization.split(" ", 1)[0] if authorization else None
@@ -392,7 +341,7 @@ class RegistryServer:
 
 
 def _handler_for(registry: RegistryServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "sim-registry"
         timeout = 10  # lets an idle keep-alive connection's thread end
@@ -417,8 +366,5 @@ def _handler_for(registry: RegistryServer) -> type[BaseHTTPRequestHandler]:
 
         # http.server dispatches on these names.
         do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Requests are recorded by the registry; stderr stays quiet."""
 
     return Handler
