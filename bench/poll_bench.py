@@ -30,7 +30,8 @@ from prometheus_client.registry import Collector
 
 from exporter.collector import PromotionCollector
 from exporter.config import load_config
-from exporter.poller import Poller, cluster_wants
+from exporter.model import cluster_wants
+from exporter.poller import Poller
 
 WORLD = Path(__file__).resolve().parent / "world.py"
 TAGS = 10_000

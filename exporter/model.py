@@ -18,6 +18,7 @@ from exporter.config import Config, PipelineConfig, StageConfig
 from exporter.snapshot import (
     AlertData,
     ClusterData,
+    ClusterWants,
     GitHubData,
     HelmReleaseCounts,
     KustomizationData,
@@ -145,11 +146,12 @@ class State:
 
 def build_state(config: Config, snapshot: Snapshot) -> State:
     """The whole pipeline's state as of the snapshot."""
+    wants = cluster_wants(config)
     return State(
         taken_at=snapshot.taken_at,
         pipelines=tuple(_PipelineModel(config, p, snapshot).state() for p in config.pipelines),
-        canary_checks=_canary_checks(config, snapshot),
-        objects=_object_presence(config, snapshot),
+        canary_checks=_canary_checks(wants, snapshot),
+        objects=_object_presence(wants, snapshot),
         helm_releases=_helm_releases(snapshot),
         github=_github_state(snapshot.github),
         rate_limit=snapshot.github_rate_limit,
@@ -739,20 +741,57 @@ def _run_outcome(run: WorkflowRun) -> str:
 # --- Cluster-wide and GitHub-wide state -------------------------------------------------
 
 
-def _wanted_canaries(config: Config) -> list[tuple[str, ObjectRef]]:
-    wanted = {
-        (stage.cluster, canary)
-        for pipeline in config.pipelines
-        for stage in pipeline.stages.values()
-        for canary in stage.canaries
+# The kinds a cluster is asked for: the exported kind name and the ClusterData field.
+_WANTED_KINDS = (
+    ("OCIRepository", "oci_repositories"),
+    ("Kustomization", "kustomizations"),
+    ("Canary", "canaries"),
+    ("Alert", "alerts"),
+    ("Provider", "providers"),
+)
+
+
+def cluster_wants(config: Config) -> dict[str, ClusterWants]:
+    """The objects each cluster is asked for, gathered from every pipeline that uses it."""
+    wants: dict[str, dict[str, set[ObjectRef]]] = {
+        name: {field: set() for _kind, field in _WANTED_KINDS} for name in config.clusters
     }
-    return sorted(wanted, key=lambda item: (item[0], item[1].namespace, item[1].name))
+    for pipeline in config.pipelines:
+        for stage_name, stage in pipeline.stages.items():
+            want = wants[stage.cluster]
+            want["oci_repositories"].add(stage.source)
+            want["kustomizations"].add(stage.kustomization)
+            want["canaries"].update(stage.canaries)
+            if stage_name == "integration":
+                want["alerts"].add(pipeline.alert)
+                want["providers"].add(pipeline.provider)
+    return {
+        name: ClusterWants(**{field: frozenset(refs) for field, refs in want.items()})
+        for name, want in wants.items()
+    }
 
 
-def _canary_checks(config: Config, snapshot: Snapshot) -> tuple[CanaryCheckState, ...]:
+def _wanted(
+    wants: dict[str, ClusterWants],
+) -> list[tuple[str, str, str, ObjectRef]]:
+    """(cluster, kind, ClusterData field, ref) for every wanted object, in a stable order."""
+    found = [
+        (cluster, kind, field, ref)
+        for cluster, want in wants.items()
+        for kind, field in _WANTED_KINDS
+        for ref in getattr(want, field)
+    ]
+    return sorted(found, key=lambda w: (w[0], w[1], w[3].namespace, w[3].name))
+
+
+def _canary_checks(
+    wants: dict[str, ClusterWants], snapshot: Snapshot
+) -> tuple[CanaryCheckState, ...]:
     checks = []
-    for cluster_name, ref in _wanted_canaries(config):
-        canary = _lookup(snapshot.clusters.get(cluster_name), "canaries", ref)
+    for cluster_name, _kind, field, ref in _wanted(wants):
+        if field != "canaries":
+            continue
+        canary = _lookup(snapshot.clusters.get(cluster_name), field, ref)
         if canary is None or isinstance(canary, Missing):
             continue
         for check in canary.checks:
@@ -766,20 +805,11 @@ def _canary_checks(config: Config, snapshot: Snapshot) -> tuple[CanaryCheckState
     return tuple(checks)
 
 
-def _object_presence(config: Config, snapshot: Snapshot) -> tuple[ObjectPresence, ...]:
-    wanted: set[tuple[str, str, str, ObjectRef]] = set()
-    for pipeline in config.pipelines:
-        for name, stage in pipeline.stages.items():
-            wanted.add((stage.cluster, "OCIRepository", "oci_repositories", stage.source))
-            wanted.add((stage.cluster, "Kustomization", "kustomizations", stage.kustomization))
-            wanted.update((stage.cluster, "Canary", "canaries", c) for c in stage.canaries)
-            if name == "integration":
-                wanted.add((stage.cluster, "Alert", "alerts", pipeline.alert))
-                wanted.add((stage.cluster, "Provider", "providers", pipeline.provider))
+def _object_presence(
+    wants: dict[str, ClusterWants], snapshot: Snapshot
+) -> tuple[ObjectPresence, ...]:
     found = []
-    for cluster, kind, field, ref in sorted(
-        wanted, key=lambda w: (w[0], w[1], w[3].namespace, w[3].name)
-    ):
+    for cluster, kind, field, ref in _wanted(wants):
         value = _lookup(snapshot.clusters.get(cluster), field, ref)
         if value is not None:
             found.append(

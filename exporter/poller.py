@@ -19,38 +19,11 @@ from typing import Any
 from exporter.config import Config
 from exporter.github import GitHubClient
 from exporter.kube import KubeClient
-from exporter.model import State, build_state
+from exporter.model import State, build_state, cluster_wants
 from exporter.registry import RegistryClient
-from exporter.snapshot import ClusterWants, ErrorReason, Snapshot, SourceError, SourceStatus
+from exporter.snapshot import ErrorReason, Snapshot, SourceError, SourceStatus
 
 log = logging.getLogger(__name__)
-
-
-def cluster_wants(config: Config) -> dict[str, ClusterWants]:
-    """The objects each cluster is asked for, gathered from every pipeline that uses it."""
-    wants: dict[str, dict[str, set]] = {
-        name: {
-            "oci_repositories": set(),
-            "kustomizations": set(),
-            "canaries": set(),
-            "alerts": set(),
-            "providers": set(),
-        }
-        for name in config.clusters
-    }
-    for pipeline in config.pipelines:
-        for stage_name, stage in pipeline.stages.items():
-            want = wants[stage.cluster]
-            want["oci_repositories"].add(stage.source)
-            want["kustomizations"].add(stage.kustomization)
-            want["canaries"].update(stage.canaries)
-            if stage_name == "integration":
-                want["alerts"].add(pipeline.alert)
-                want["providers"].add(pipeline.provider)
-    return {
-        name: ClusterWants(**{kind: frozenset(refs) for kind, refs in want.items()})
-        for name, want in wants.items()
-    }
 
 
 @dataclass
