@@ -12,6 +12,9 @@ from exporter.versions import Version
 
 _COMMIT_IN_REVISION = re.compile(r"sha1:([0-9a-f]{40})$")
 _LOWEST = Version.parse("0.0.0-0")
+# A build time before this is no time at all: `flux push artifact --reproducible` writes the
+# Unix epoch, and no artifact of this pipeline was built in the last century.
+EARLIEST_BUILD_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 
 
 def parse_revision(revision: str) -> tuple[str | None, str]:
@@ -32,7 +35,9 @@ class ArtifactView:
 
     @property
     def created(self) -> float | None:
-        return self.artifact.created
+        """The build time annotation, None where absent or reproducible (before 2000)."""
+        created = self.artifact.created
+        return created if created is not None and created >= EARLIEST_BUILD_TIME else None
 
     @cached_property
     def tags(self) -> tuple[ClassifiedTag, ...]:
@@ -45,12 +50,21 @@ class ArtifactView:
         return sorted(found, key=lambda pair: pair[0], reverse=True)
 
     @property
+    def rank(self) -> Version | None:
+        """The highest version Flux's semver selection sees on this artifact."""
+        return self.versions[0][0] if self.versions else None
+
+    @property
     def version_label(self) -> str:
         return self.versions[0][1] if self.versions else (self.artifact.tags or ("",))[0]
 
     @property
     def stable(self) -> str | None:
         return next((name for v, name in self.versions if not v.is_prerelease), None)
+
+    @property
+    def stable_version(self) -> Version | None:
+        return next((v for v, _name in self.versions if not v.is_prerelease), None)
 
     @property
     def validated(self) -> bool:
@@ -112,8 +126,10 @@ class ArtifactIndex:
         return next((v for v in reversed(self.views) if v.validated), None)
 
     @property
-    def newest_stable(self) -> ArtifactView | None:
-        return next((v for v in reversed(self.views) if v.stable), None)
+    def highest_stable(self) -> ArtifactView | None:
+        """The artifact with the highest stable version: what `>= 0.0.0` selects."""
+        stable = [(version, v) for v in self.views if (version := v.stable_version)]
+        return max(stable, key=lambda pair: pair[0])[1] if stable else None
 
     def newer_than(self, reached: ArtifactView | None) -> list[ArtifactView]:
         if reached is None:

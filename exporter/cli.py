@@ -77,6 +77,13 @@ def _rules_flags(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="replace every for: (for tests, e.g. 0s)",
     )
+    parser.add_argument(
+        "--suppression-window",
+        default=defaults.suppression_window,
+        metavar="DURATION",
+        help="how long an earlier tree node must stay failing or unknown before it silences "
+        "later ones; shorter than every tree for:, 0s at once (default %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +180,7 @@ def _rule_options(args: argparse.Namespace) -> rules.RuleOptions:
         dashboard_url=args.dashboard_url,
         node_for=node_for,
         for_override=args.for_override,
+        suppression_window=args.suppression_window,
     )
 
 

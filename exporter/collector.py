@@ -52,6 +52,15 @@ METRICS = {
             "digest",
         ),
         _spec(
+            "promotion_version_prerelease",
+            "gauge",
+            "1 when the stage's version is a semver pre-release (X.Y.Z-rc.N) as Flux parses it, "
+            "0 when it is a stable X.Y.Z; absent when the tag is no semver (a validated-<sha> "
+            "pin) or unknown.",
+            "pipeline",
+            "stage",
+        ),
+        _spec(
             "promotion_lag_seconds",
             "gauge",
             "Age of the oldest build that has not reached the stage yet; 0 when current.",
@@ -96,6 +105,14 @@ METRICS = {
             "pipeline",
         ),
         _spec(
+            "promotion_build_outranked",
+            "gauge",
+            "1 when the newest build is outranked by a higher version on an older artifact "
+            "(a rollback by re-tagging, or an RC whose older sibling got the stable tag): "
+            "Flux selects the higher one, so this is no fault and no alert.",
+            "pipeline",
+        ),
+        _spec(
             "promotion_registry_artifacts",
             "gauge",
             "Distinct manifests carrying a pipeline tag.",
@@ -127,6 +144,24 @@ METRICS = {
             "check",
         ),
         _spec(
+            "promotion_canary_last_check_timestamp_seconds",
+            "gauge",
+            "When canary-checker last ran the Canary (status.lastCheck); frozen when "
+            "canary-checker stops. Absent before its first run.",
+            "cluster",
+            "namespace",
+            "canary",
+        ),
+        _spec(
+            "promotion_canary_interval_seconds",
+            "gauge",
+            "Seconds between the Canary's runs from spec.schedule (for a cron, its longest "
+            "gap) or spec.interval; absent when neither gives a period.",
+            "cluster",
+            "namespace",
+            "canary",
+        ),
+        _spec(
             "promotion_kubernetes_object_present",
             "gauge",
             "1 when a Flux or canary-checker object the pipeline needs exists, 0 when it "
@@ -142,20 +177,28 @@ METRICS = {
             "promotion_workflow_last_run_timestamp_seconds",
             "gauge",
             "Creation time of the newest run of the build or promote workflow.",
+            "pipeline",
+            "repository",
             "workflow",
+            "role",
         ),
         _spec(
             "promotion_workflow_recent_runs",
             "gauge",
             "Recent runs of the build or promote workflow read on the last poll, by "
             "conclusion (or status while running).",
+            "pipeline",
+            "repository",
             "workflow",
+            "role",
             "conclusion",
         ),
         _spec(
             "promotion_commit_statuses",
             "gauge",
             "Commit statuses on the newest watched commit, by state.",
+            "pipeline",
+            "repository",
             "state",
         ),
         _spec(
@@ -271,6 +314,7 @@ def _export_state(out: _Families, state: State) -> None:
             out.add("promotion_canary_check_healthy", labels, 1 if check.healthy else 0)
         if check.uptime_ratio is not None:
             out.add("promotion_canary_check_uptime_ratio", labels, check.uptime_ratio)
+    _export_canaries(out, state)
     for obj in state.objects:
         out.add(
             "promotion_kubernetes_object_present",
@@ -281,6 +325,15 @@ def _export_state(out: _Families, state: State) -> None:
         out.add("promotion_helmreleases", (cluster,), counts.total)
         out.add("promotion_helmreleases_ready", (cluster,), counts.ready)
     _export_github(out, state)
+
+
+def _export_canaries(out: _Families, state: State) -> None:
+    for canary in state.canaries:
+        labels = (canary.cluster, canary.namespace, canary.canary)
+        if canary.last_check is not None:
+            out.add("promotion_canary_last_check_timestamp_seconds", labels, canary.last_check)
+        if canary.interval_seconds is not None:
+            out.add("promotion_canary_interval_seconds", labels, canary.interval_seconds)
 
 
 def _export_sources(out: _Families, state: State) -> None:
@@ -302,6 +355,8 @@ def _export_pipeline(out: _Families, pipeline: PipelineState) -> None:
             (name, version.stage, version.version, version.revision, version.digest),
             1,
         )
+        if version.prerelease is not None:
+            out.add("promotion_version_prerelease", (name, version.stage), int(version.prerelease))
     for stage, lag in pipeline.lags.items():
         out.add("promotion_lag_seconds", (name, stage), lag)
     if pipeline.validation_staleness is not None:
@@ -319,6 +374,7 @@ def _export_pipeline(out: _Families, pipeline: PipelineState) -> None:
                     1 if node.status == status else 0,
                 )
     if pipeline.registry is not None:
+        out.add("promotion_build_outranked", (name,), 1 if pipeline.outranked else 0)
         out.add("promotion_registry_tags", (name,), pipeline.registry.tags)
         out.add("promotion_registry_artifacts", (name,), pipeline.registry.artifacts)
         out.add("promotion_registry_ignored_tags", (name,), pipeline.registry.ignored_tags)
@@ -329,16 +385,17 @@ def _export_github(out: _Families, state: State) -> None:
         out.add("promotion_github_rate_limit_remaining", (), state.rate_limit.remaining)
         out.add("promotion_github_rate_limit_limit", (), state.rate_limit.limit)
         out.add("promotion_github_rate_limit_reset_timestamp_seconds", (), state.rate_limit.reset)
-    if state.github is None:
-        return
-    for workflow in state.github.workflows:
-        if workflow.last_run_created is not None:
-            out.add(
-                "promotion_workflow_last_run_timestamp_seconds",
-                (workflow.role,),
-                workflow.last_run_created,
-            )
-        for conclusion, count in sorted(workflow.conclusions.items()):
-            out.add("promotion_workflow_recent_runs", (workflow.role, conclusion), count)
-    for status_state, count in sorted(state.github.head_statuses.items()):
-        out.add("promotion_commit_statuses", (status_state,), count)
+    for github in state.github:
+        where = (github.pipeline, github.repository)
+        for workflow in github.workflows:
+            labels = (*where, workflow.workflow, workflow.role)
+            if workflow.last_run_created is not None:
+                out.add(
+                    "promotion_workflow_last_run_timestamp_seconds",
+                    labels,
+                    workflow.last_run_created,
+                )
+            for conclusion, count in sorted(workflow.conclusions.items()):
+                out.add("promotion_workflow_recent_runs", (*labels, conclusion), count)
+        for status_state, count in sorted(github.head_statuses.items()):
+            out.add("promotion_commit_statuses", (*where, status_state), count)

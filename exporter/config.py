@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _OCI_URL = re.compile(r"^oci://([^/\s@]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# What a pipeline's own `github` may change; url, token and branch are the connection's.
+_PIPELINE_GITHUB_KEYS = ("repository", "watch_path", "build_workflow", "promote_workflow")
+_DEFAULT_PROMOTE_WORKFLOW = "tag-validated-artifact.yaml"
 
 
 def _join(path: str, key: object) -> str:
@@ -69,7 +74,7 @@ class GitHubConfig:
     branch: str
     watch_path: str
     build_workflow: str
-    promote_workflow: str
+    promote_workflow: str | None  # None: no tag workflow (the stable-only flow)
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,10 @@ class PipelineConfig:
     plain_http: bool
     registry_auth: RegistryAuth | None
     stages: dict[str, StageConfig]
-    alert: ObjectRef
-    provider: ObjectRef
+    alert: ObjectRef | None  # None (with provider): no dispatch wiring to check
+    provider: ObjectRef | None
+    github: GitHubConfig | None = None  # the top-level github with this pipeline's overrides
+    helm_release_namespaces: tuple[str, ...] = ()  # empty: every namespace
 
     @property
     def registry_host(self) -> str:
@@ -127,6 +134,7 @@ class Config:
     github: GitHubConfig | None
     clusters: dict[str, ClusterConfig]
     pipelines: tuple[PipelineConfig, ...] = field(default_factory=tuple)
+    grace_polls: int = 3  # failed polls in a row for which a source's last good data is used
 
 
 def load_config(path: str | Path) -> Config:
@@ -193,6 +201,13 @@ class _Checker:
             return default
         return value
 
+    def count(self, raw: dict, key: str, path: str, default: int) -> int:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.problem(_join(path, key), "must be a whole number, 0 or more")
+            return default
+        return value
+
     def duration(self, raw: dict, key: str, path: str, default: str) -> float:
         try:
             seconds = parse_duration(raw.get(key, default))
@@ -229,15 +244,16 @@ class _Checker:
         raw = self.mapping(
             raw,
             "",
-            {"interval", "timeout", "github", "clusters", "pipelines"},
+            {"interval", "timeout", "grace_polls", "github", "clusters", "pipelines"},
             {"clusters", "pipelines"},
         )
         interval = self.duration(raw, "interval", "", "30s")
         timeout = self.duration(raw, "timeout", "", "10s")
+        grace_polls = self.count(raw, "grace_polls", "", 3)
         github = self.github(raw["github"]) if raw.get("github") is not None else None
         clusters = self.clusters(raw.get("clusters"))
-        pipelines = self.pipelines(raw.get("pipelines"), clusters)
-        return Config(interval, timeout, github, clusters, pipelines)
+        pipelines = self.pipelines(raw.get("pipelines"), clusters, github)
+        return Config(interval, timeout, github, clusters, pipelines, grace_polls)
 
     def github(self, raw: Any) -> GitHubConfig:
         path = "github"
@@ -253,25 +269,53 @@ class _Checker:
             "token",
         }
         raw = self.mapping(raw, path, allowed, {"repository"})
-        repository = self.string(raw, "repository", path)
-        if repository and not _REPOSITORY.match(repository):
-            self.problem(f"{path}.repository", f"{repository!r} is not OWNER/REPO")
         url = self.string(raw, "url", path, "https://api.github.com") or ""
         if not url.startswith(("https://", "http://")):
             self.problem(f"{path}.url", "must be an http(s) URL")
+        defaults: dict[str, Any] = {
+            "repository": "",
+            "watch_path": "kubernetes/",
+            "build_workflow": "build-platform-artifact.yaml",
+            "promote_workflow": _DEFAULT_PROMOTE_WORKFLOW,
+        }
         return GitHubConfig(
             url=url.rstrip("/"),
-            repository=repository or "",
             token=self.secret(raw, path, "token"),
             branch=self.string(raw, "branch", path, "main") or "main",
-            watch_path=self.string(raw, "watch_path", path, "kubernetes/") or "",
-            build_workflow=self.string(raw, "build_workflow", path, "build-platform-artifact.yaml")
-            or "",
-            promote_workflow=self.string(
-                raw, "promote_workflow", path, "tag-validated-artifact.yaml"
-            )
-            or "",
+            **(defaults | self.github_fields(raw, path)),
         )
+
+    def github_fields(self, raw: dict, path: str) -> dict[str, str | None]:
+        """The watch keys present in raw; null is allowed where it means something."""
+        fields: dict[str, str | None] = {}
+        for key in (key for key in _PIPELINE_GITHUB_KEYS if key in raw):
+            value = raw[key]
+            if value is None and key == "promote_workflow":
+                fields[key] = None  # the stable-only flow: no tag workflow to read
+            elif value is None and key == "watch_path":
+                fields[key] = ""  # every commit on the branch counts
+            elif not isinstance(value, str) or not value:
+                self.problem(_join(path, key), "must be a non-empty string")
+            else:
+                fields[key] = value
+        repository = fields.get("repository")
+        if repository and not _REPOSITORY.match(repository):
+            self.problem(f"{path}.repository", f"{repository!r} is not OWNER/REPO")
+        return fields
+
+    def pipeline_github(
+        self, raw: dict, path: str, top: GitHubConfig | None
+    ) -> GitHubConfig | None:
+        if raw.get("github") is None:
+            return top
+        path = f"{path}.github"
+        fields = self.github_fields(
+            self.mapping(raw["github"], path, set(_PIPELINE_GITHUB_KEYS), set()), path
+        )
+        if top is None:
+            self.problem(path, "needs a top-level github section: url, token and branch live there")
+            return None
+        return dataclasses.replace(top, **fields)
 
     def clusters(self, raw: Any) -> dict[str, ClusterConfig]:
         if not isinstance(raw, dict) or not raw:
@@ -296,18 +340,48 @@ class _Checker:
             in_cluster=in_cluster,
         )
 
-    def pipelines(self, raw: Any, clusters: dict[str, ClusterConfig]) -> tuple[PipelineConfig, ...]:
+    def pipelines(
+        self, raw: Any, clusters: dict[str, ClusterConfig], github: GitHubConfig | None
+    ) -> tuple[PipelineConfig, ...]:
         if not isinstance(raw, list) or not raw:
             if raw is not None:
                 self.problem("pipelines", "must be a non-empty list")
             return ()
-        pipelines = tuple(self.pipeline(i, item, clusters) for i, item in enumerate(raw))
+        pipelines = tuple(self.pipeline(i, item, clusters, github) for i, item in enumerate(raw))
         names = [p.name for p in pipelines]
         for duplicate in sorted({n for n in names if names.count(n) > 1}):
             self.problem("pipelines", f"pipeline name {duplicate!r} is used more than once")
+        self.shared_objects(pipelines)
         return pipelines
 
-    def pipeline(self, index: int, raw: Any, clusters: dict[str, ClusterConfig]) -> PipelineConfig:
+    def shared_objects(self, pipelines: tuple[PipelineConfig, ...]) -> None:
+        """Two pipelines reading one OCIRepository or Kustomization would each claim its state."""
+        owners: dict[tuple[str, str, ObjectRef], str] = {}
+        for index, pipeline in enumerate(pipelines):
+            mine: dict[tuple[str, str, ObjectRef], str] = {}
+            for stage in pipeline.stages.values():
+                for field_name, kind in (
+                    ("source", "OCIRepository"),
+                    ("kustomization", "Kustomization"),
+                ):
+                    ref: ObjectRef = getattr(stage, field_name)
+                    key, path = (
+                        (stage.cluster, kind, ref),
+                        f"pipelines[{index}].stages.{stage.name}.{field_name}",
+                    )
+                    if key in owners:
+                        where = f"{kind} {ref.namespace}/{ref.name} in cluster {stage.cluster}"
+                        self.problem(path, f"{where} is also watched by {owners[key]}")
+                    mine.setdefault(key, path)
+            owners = mine | owners
+
+    def pipeline(
+        self,
+        index: int,
+        raw: Any,
+        clusters: dict[str, ClusterConfig],
+        github: GitHubConfig | None,
+    ) -> PipelineConfig:
         path = f"pipelines[{index}]"
         allowed = {
             "name",
@@ -320,6 +394,8 @@ class _Checker:
             "canaries",
             "alert",
             "provider",
+            "github",
+            "helm_release_namespaces",
         }
         raw = self.mapping(raw, path, allowed, {"name", "artifact", "stages"})
         name = self.string(raw, "name", path) or f"pipeline-{index}"
@@ -339,15 +415,55 @@ class _Checker:
             ),
             "canaries": self.object_names(raw.get("canaries", [{}]), f"{path}.canaries"),
         }
+        alert, provider = self.dispatch(raw, path)
         return PipelineConfig(
             name=name,
             artifact=artifact,
             plain_http=self.boolean(raw, "plain_http", path, False),
             registry_auth=self.registry_auth(raw.get("registry_auth"), f"{path}.registry_auth"),
             stages=self.stages(raw.get("stages"), f"{path}.stages", clusters, defaults),
-            alert=self.object_name(raw.get("alert"), f"{path}.alert", "validation-success"),
-            provider=self.object_name(raw.get("provider"), f"{path}.provider", "github-dispatch"),
+            alert=alert,
+            provider=provider,
+            github=self.pipeline_github(raw, path, github),
+            helm_release_namespaces=self.namespaces(
+                raw.get("helm_release_namespaces"), f"{path}.helm_release_namespaces"
+            ),
         )
+
+    def dispatch(self, raw: dict, path: str) -> tuple[ObjectRef | None, ObjectRef | None]:
+        """The Alert and Provider; both null means the pipeline has no dispatch wiring."""
+        nulls = [key for key in ("alert", "provider") if key in raw and raw[key] is None]
+        if len(nulls) == 2:
+            return None, None
+        if nulls:
+            (null,) = nulls
+            other = "provider" if null == "alert" else "alert"
+            self.problem(
+                f"{path}.{null}",
+                f"is null but {other} is not: set both to null (no dispatch wiring) or neither",
+            )
+        return (
+            self.object_name(raw.get("alert"), f"{path}.alert", "validation-success"),
+            self.object_name(raw.get("provider"), f"{path}.provider", "github-dispatch"),
+        )
+
+    def namespaces(self, raw: Any, path: str) -> tuple[str, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.problem(path, "must be a list of namespace names")
+            return ()
+        names = []
+        for i, item in enumerate(raw):
+            if isinstance(item, str) and _DNS_LABEL.fullmatch(item):
+                names.append(item)
+            else:
+                self.problem(
+                    f"{path}[{i}]",
+                    f"{item!r} is not a namespace name (a DNS-1123 label: at most 63 lowercase "
+                    "letters, digits and '-', starting and ending with a letter or digit)",
+                )
+        return tuple(dict.fromkeys(names))
 
     def registry_auth(self, raw: Any, path: str) -> RegistryAuth | None:
         if raw is None:

@@ -19,13 +19,13 @@ from typing import TextIO
 
 from exporter import diagnose
 from exporter.config import load_config
-from exporter.model import CLOCK_SKEW_SECONDS
 from exporter.poller import Poller
 from exporter.server import ExporterServer
 from exporter.simulator import distribution
 from exporter.simulator.lab import Lab
 from exporter.simulator.pipeline import Break, PipelineSimulator
 from exporter.simulator.scenarios import HISTORY_RELEASES
+from exporter.view import CLOCK_SKEW_SECONDS
 
 log = logging.getLogger(__name__)
 HISTORY_SECONDS = 86400.0

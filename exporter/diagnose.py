@@ -57,6 +57,12 @@ def _pipeline_lines(
         yield f"  source {kind} {name}: {word}"
     for version in pipeline.versions:
         yield f"  {version.stage:<12} {version.version or '-'}  {version.digest[:19]}"
+    if pipeline.outranked is not None:
+        yield (
+            f"  note: the newest build {pipeline.outranked.build} is outranked by "
+            f"{pipeline.outranked.by} (a rollback by re-tagging?): Flux selects "
+            f"{pipeline.outranked.by}, which is no fault"
+        )
     for tree in pipeline.trees:
         yield from _tree_lines(config, pipeline_config, tree)
     for check in state.canary_checks:
@@ -98,7 +104,7 @@ def _tree_lines(config: Config, pipeline_config: PipelineConfig, tree: TreeState
 def _placeholders(config: Config, pipeline: PipelineConfig, tree: TreeState) -> dict[str, str]:
     stage = pipeline.stages[INTEGRATION_TREE if tree.tree.id == INTEGRATION_TREE else "live"]
     cluster = config.clusters[stage.cluster]
-    github = config.github
+    github = pipeline.github
     return {
         "kubeconfig": str(cluster.kubeconfig) if cluster.kubeconfig else "<in-cluster>",
         "namespace": stage.source.namespace,
@@ -107,8 +113,9 @@ def _placeholders(config: Config, pipeline: PipelineConfig, tree: TreeState) -> 
         "artifact": pipeline.artifact,
         "sha": tree.candidate_sha or "<sha>",
         "version": tree.candidate_version or "<version>",
-        "alert": pipeline.alert.name,
-        "provider": pipeline.provider.name,
+        "alert": pipeline.alert.name if pipeline.alert else "<alert>",
+        "provider": pipeline.provider.name if pipeline.provider else "<provider>",
         "build_workflow": github.build_workflow if github else "build-platform-artifact.yaml",
-        "promote_workflow": github.promote_workflow if github else "tag-validated-artifact.yaml",
+        "promote_workflow": (github.promote_workflow if github else None)
+        or "tag-validated-artifact.yaml",
     }

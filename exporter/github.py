@@ -1,15 +1,17 @@
 """The GitHub source: the only module that talks to the GitHub REST API.
 
-One poll reads the newest commit on the watched branch and path, the recent runs of the build
-and promote workflows, and the statuses on that commit. Every request is conditional (ETag),
-so an unchanged poll costs nothing of the primary rate limit, and once GitHub says the budget
-is spent no request leaves until it resets.
+One client per repository. For each pipeline watching it, a poll reads the recent commits on
+the branch that touch the pipeline's path, the recent runs of its build and tag workflows, and
+the statuses on the newest such commit and on the newest build's commit. Every request is
+conditional (ETag), and a URL that two pipelines share is sent once per poll, so an unchanged
+poll costs nothing of the primary rate limit; once GitHub says the budget is spent no request
+leaves until it resets.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RUNS_PER_PAGE = 20  # the promote workflow fires about every 10 minutes: 20 runs is hours
+COMMITS_PER_PAGE = 20  # enough to see past a burst of merges since the last build
 STATUSES_PER_PAGE = 100  # GitHub's maximum; statuses accumulate, one per update per context
 SECONDARY_LIMIT_PAUSE = 60.0  # GitHub: without retry-after or a spent budget, wait a minute
 _STATIC_HEADERS = {
@@ -50,17 +53,33 @@ class _Cached:
     value: Any  # the parsed result, reused as is on a 304
 
 
+class _NotFoundError(SourceError):
+    """GitHub answered 404."""
+
+
 @dataclass
 class _PollContext:
     now: float
     headers: dict[str, str]
-    urls: set[str] = field(default_factory=set)  # cache keys this poll used
+    # Each URL's result this poll (a value or the 404): pipelines sharing a URL share its request.
+    results: dict[str, Any] = field(default_factory=dict)
 
 
 class GitHubClient:
-    """Polls one repository. Not thread-safe: one poll at a time."""
+    """Polls one repository for the pipelines watching it. Not thread-safe: one poll at a time.
 
-    def __init__(self, config: GitHubConfig, timeout: float) -> None:
+    `watches` maps each pipeline's name to its effective GitHub config; they must all name the
+    same repository, URL, token and branch, which only the pipeline-level keys never change.
+    """
+
+    def __init__(self, watches: Mapping[str, GitHubConfig], timeout: float) -> None:
+        if not watches:
+            raise ValueError("a GitHub client needs at least one pipeline to poll for")
+        config = next(iter(watches.values()))
+        connections = {(w.url, w.repository, w.token, w.branch) for w in watches.values()}
+        if len(connections) > 1:
+            raise ValueError("one GitHub client polls one repository through one connection")
+        self._watches = dict(watches)
         self._config = config
         self._timeout = timeout
         self._http = httpx.Client(
@@ -83,8 +102,8 @@ class GitHubClient:
     def close(self) -> None:
         self._http.close()
 
-    def poll(self, now: float) -> GitHubData:
-        """Read everything once; raises SourceError. `now` is the epoch time of this poll."""
+    def poll(self, now: float) -> dict[str, GitHubData]:
+        """Each pipeline's data, by name; raises SourceError. `now` is this poll's epoch time."""
         token = self._read_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -104,37 +123,69 @@ class GitHubClient:
             message = f"cannot read the GitHub token from {self._config.token.describe()}: "
             raise SourceError(ErrorReason.UNAUTHORIZED, message + str(error.strerror)) from None
 
-    def _fetch(self, context: _PollContext) -> GitHubData:
-        repo = f"/repos/{self._config.repository}"
-        head = self._get(context, f"{repo}/commits", self._commit_params(), _parse_newest_commit)
-        build_runs = self._get(
-            context,
-            _runs_path(repo, self._config.build_workflow),
-            # Builds run on pushes to the watched branch; other branches' runs would crowd it.
-            {"branch": self._config.branch, "per_page": RUNS_PER_PAGE},
-            _parse_runs,
-        )
-        promote_runs = self._get(
-            context,
-            _runs_path(repo, self._config.promote_workflow),
+    def _fetch(self, context: _PollContext) -> dict[str, GitHubData]:
+        # Commits first, for every pipeline: a 404 there is a wrong repository or a token that
+        # cannot see it, and only once the repository answered does a 404 on a workflow's runs
+        # mean that the workflow does not exist.
+        commits = {name: self._commits(context, watch) for name, watch in self._watches.items()}
+        data = {
+            name: self._watch(context, watch, commits[name])
+            for name, watch in self._watches.items()
+        }
+        self._cache = {url: self._cache[url] for url in context.results if url in self._cache}
+        return data
+
+    def _watch(
+        self, context: _PollContext, watch: GitHubConfig, commits: tuple[Commit, ...]
+    ) -> GitHubData:
+        # Builds run on pushes to the watched branch; other branches' runs would crowd it.
+        build_runs = self._runs(context, watch.build_workflow, {"branch": watch.branch})
+        promote_runs: tuple[WorkflowRun, ...] | None = ()
+        if watch.promote_workflow is not None:
             # Not filtered by branch: repository_dispatch and workflow_dispatch run on the
             # default branch with its HEAD as head_sha, whatever branch or artifact is watched.
-            {"per_page": RUNS_PER_PAGE},
-            _parse_runs,
+            promote_runs = self._runs(context, watch.promote_workflow, {})
+        head = commits[0] if commits else None
+        shas = [head.sha] if head is not None else []
+        if build_runs:
+            shas.append(build_runs[0].head_sha)
+        return GitHubData(
+            head_commit=head,
+            commits=commits,
+            build_runs=build_runs or (),
+            build_workflow_found=build_runs is not None,
+            promote_runs=promote_runs or (),
+            promote_workflow_found=(
+                None if watch.promote_workflow is None else promote_runs is not None
+            ),
+            statuses={sha: self._statuses(context, sha) for sha in dict.fromkeys(shas)},
+            rate_limit=self._rate_limit,
         )
-        statuses: tuple[CommitStatus, ...] = ()
-        if head is not None:
-            path = f"{repo}/commits/{head.sha}/statuses"
-            statuses = self._get(context, path, {"per_page": STATUSES_PER_PAGE}, _parse_statuses)
-        self._cache = {url: self._cache[url] for url in context.urls if url in self._cache}
-        return GitHubData(head, build_runs, promote_runs, statuses, self._rate_limit)
 
-    def _commit_params(self) -> dict[str, str | int]:
-        params: dict[str, str | int] = {"sha": self._config.branch, "per_page": 1}
-        watched = self._config.watch_path.strip("/")
+    def _commits(self, context: _PollContext, watch: GitHubConfig) -> tuple[Commit, ...]:
+        params: dict[str, str | int] = {"sha": watch.branch, "per_page": COMMITS_PER_PAGE}
+        watched = watch.watch_path.strip("/")
         if watched:
             params["path"] = watched
-        return params
+        return self._get(context, f"{self._repo_path}/commits", params, _parse_commits)
+
+    def _runs(
+        self, context: _PollContext, workflow_file: str, params: dict[str, str | int]
+    ) -> tuple[WorkflowRun, ...] | None:
+        """The newest runs of a workflow; None when GitHub does not know the workflow."""
+        path = f"{self._repo_path}/actions/workflows/{quote(workflow_file, safe='')}/runs"
+        try:
+            return self._get(context, path, {**params, "per_page": RUNS_PER_PAGE}, _parse_runs)
+        except _NotFoundError:
+            return None
+
+    def _statuses(self, context: _PollContext, sha: str) -> tuple[CommitStatus, ...]:
+        path = f"{self._repo_path}/commits/{sha}/statuses"
+        return self._get(context, path, {"per_page": STATUSES_PER_PAGE}, _parse_statuses)
+
+    @property
+    def _repo_path(self) -> str:
+        return f"/repos/{self._config.repository}"
 
     def _get(
         self,
@@ -146,7 +197,27 @@ class GitHubClient:
         self._refuse_while_limited(context.now)
         request = self._http.build_request("GET", path, params=params, headers=context.headers)
         key = str(request.url)
-        context.urls.add(key)
+        if key in context.results:
+            result = context.results[key]
+            if isinstance(result, _NotFoundError):
+                raise result
+            return result
+        try:
+            value = self._request(context, request, key, path, parse)
+        except _NotFoundError as error:
+            context.results[key] = error
+            raise
+        context.results[key] = value
+        return value
+
+    def _request(
+        self,
+        context: _PollContext,
+        request: httpx.Request,
+        key: str,
+        path: str,
+        parse: Callable[[Any], T],
+    ) -> T:
         cached = self._cache.get(key)
         if cached is not None:
             request.headers["If-None-Match"] = cached.etag
@@ -216,18 +287,14 @@ class GitHubClient:
             return SourceError(ErrorReason.FORBIDDEN, f"{where} (token lacks a permission?)")
         if status == 404:
             # GitHub answers 404, not 403, for a private repository the token cannot see, so a
-            # 404 is a wrong repository or workflow name or a missing permission: a config or
-            # access problem that retrying won't fix, which FORBIDDEN says and BAD_RESPONSE
-            # (a server speaking nonsense) would not.
-            hint = "check github.repository and the workflow file names, and the token's access"
-            return SourceError(ErrorReason.FORBIDDEN, f"{where} ({hint})")
+            # 404 is a wrong repository or a missing permission: a config or access problem
+            # that retrying won't fix, which FORBIDDEN says and BAD_RESPONSE (a server speaking
+            # nonsense) would not. A workflow's runs catch it: there it is a finding.
+            hint = "check github.repository and the token's access to it"
+            return _NotFoundError(ErrorReason.FORBIDDEN, f"{where} ({hint})")
         if status >= 500:
             return SourceError(ErrorReason.SERVER_ERROR, where)
         return SourceError(ErrorReason.BAD_RESPONSE, f"{where} (unexpected status)")
-
-
-def _runs_path(repo: str, workflow_file: str) -> str:
-    return f"{repo}/actions/workflows/{quote(workflow_file, safe='')}/runs"
 
 
 def _parse_body(response: httpx.Response, path: str, parse: Callable[[Any], T]) -> T:
@@ -240,14 +307,20 @@ def _parse_body(response: httpx.Response, path: str, parse: Callable[[Any], T]) 
     raise SourceError(ErrorReason.BAD_RESPONSE, message)
 
 
-def _parse_newest_commit(body: Any) -> Commit | None:
+def _parse_commits(body: Any) -> tuple[Commit, ...]:
+    """GitHub lists a branch's commits newest first; the order is kept as GitHub gives it."""
     if not isinstance(body, list):
         raise TypeError("expected a list of commits")
-    if not body:
-        return None
-    newest = body[0]
-    committer = newest["commit"].get("committer") or {}
-    return Commit(sha=_text(newest, "sha"), date=parse_timestamp(committer.get("date")))
+    return tuple(_parse_commit(raw) for raw in body)
+
+
+def _parse_commit(raw: dict[str, Any]) -> Commit:
+    committer = raw["commit"].get("committer") or {}
+    return Commit(
+        sha=_text(raw, "sha"),
+        date=parse_timestamp(committer.get("date")),
+        message=_text(raw["commit"], "message"),
+    )
 
 
 def _parse_runs(body: Any) -> tuple[WorkflowRun, ...]:
@@ -271,6 +344,8 @@ def _parse_run(raw: dict[str, Any]) -> WorkflowRun:
         created_at=parse_timestamp(raw.get("created_at")),
         updated_at=parse_timestamp(raw.get("updated_at")),
         html_url=raw.get("html_url") or "",
+        head_branch=_optional_text(raw, "head_branch"),
+        display_title=raw.get("display_title") or "",
     )
 
 
@@ -293,6 +368,10 @@ def _text(raw: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{key} is {type(value).__name__}, not a string")
     return value
+
+
+def _optional_text(raw: dict[str, Any], key: str) -> str | None:
+    return None if raw.get(key) is None else _text(raw, key)
 
 
 def _rate_limit_from(headers: httpx.Headers) -> RateLimit | None:

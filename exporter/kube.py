@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import urllib3
@@ -35,7 +37,7 @@ from exporter.snapshot import (
     Condition,
     ErrorReason,
     EventSource,
-    HelmReleaseCounts,
+    HelmReleaseStatus,
     HistoryEntry,
     KustomizationData,
     Missing,
@@ -51,7 +53,22 @@ _MESSAGE_LIMIT = 300
 _LIST_PAGE_SIZE = 500
 # canary-checker's Uptime.String(): "10/12 (83.3%)", or "0/8 0%" when nothing passed.
 _UPTIME = re.compile(r"^(\d+)/(\d+) (?:\(\d+(?:\.\d+)?%\)|0%)$")
-_CANARY_FAILED_STATES = frozenset({"Failed", "Invalid"})
+# canary-checker's CanaryStatusCondition values, as a check result.
+_CANARY_RESULTS = {"Passed": True, "Failed": False, "Invalid": False}
+# Go's time.ParseDuration units, which @every takes.
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+# robfig/cron's fixed-period descriptors; @monthly and @yearly have no fixed period.
+_CRON_DESCRIPTORS = {
+    "@hourly": 3600.0,
+    "@daily": 86400.0,
+    "@midnight": 86400.0,
+    "@weekly": 604800.0,
+}
+_WEEKDAYS = {
+    name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+}
+_WEEK_MINUTES = 7 * 24 * 60
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,7 @@ class KubeClient:
         self._discovery = _DiscoveryCache()
 
     def poll(self, wants: ClusterWants) -> ClusterData:
-        """Everything `wants` names plus the cluster-wide HelmRelease counts; SourceError if
+        """Everything `wants` names plus every HelmRelease's readiness; SourceError if
         the cluster cannot be read. Absent objects and CRDs are `Missing` values, not errors."""
         reader = _PollReader(
             CustomObjectsApi(self._connect()), self._timeout, self._cluster.name, self._discovery
@@ -93,7 +110,7 @@ class KubeClient:
             canaries=reader.read(_CANARY, wants.canaries, parse_canary),
             alerts=reader.read(_ALERT, wants.alerts, parse_alert),
             providers=reader.read(_PROVIDER, wants.providers, parse_provider),
-            helm_releases=reader.helm_release_counts(),
+            helm_releases=reader.helm_releases(),
         )
 
     def close(self) -> None:
@@ -198,20 +215,21 @@ class _PollReader:
             found[ref] = raw if isinstance(raw, Missing) else self._parse(parse, raw, ref)
         return found
 
-    def helm_release_counts(self) -> HelmReleaseCounts | Missing:
+    def helm_releases(self) -> tuple[HelmReleaseStatus, ...] | Missing:
         version = self._served_version(_HELM_RELEASE)
         if version is None:
             return Missing.CRD_MISSING
-        items: list[Any] = []
+        # Each page is parsed as it arrives, so at most one page of raw objects is held.
+        releases: list[HelmReleaseStatus] = []
         page_token: str | None = None
         while True:
             page = self._list(_HELM_RELEASE, version, page_token)
             if isinstance(page, Missing):
                 return page
-            items.extend(_list_field(page, "items"))
+            releases.extend(parse_helm_releases(_list_field(page, "items")))
             page_token = _text(_mapping(page, "metadata").get("continue"))
             if not page_token:
-                return count_helm_releases(items)
+                return tuple(sorted(releases, key=lambda r: (r.namespace, r.name)))
 
     def _served_version(self, kind: _Kind) -> str | None:
         for version in kind.versions:
@@ -459,17 +477,16 @@ def parse_uptime(text: Any) -> tuple[int | None, int | None]:
 
 
 def check_health(
-    passed: int | None, failed: int | None, error_message: str | None, last_run_failed: bool
+    passed: int | None, failed: int | None, error_message: str | None, sole_result: bool | None
 ) -> bool | None:
-    """Whether a check's latest result passed.
+    """Whether a check's latest result passed, from its own checkStatus entry.
 
-    canary-checker's per-check status holds no pass/fail field: its reporter writes only
-    uptime1h, latency1h and lastTransitionedTime there (errorMessage exists in the CRD type
-    and is honoured when set). The latest result is counted in uptime1h, so: no data is None;
-    no failure in the hour means it passed; no pass in the hour means it failed. A mixed hour
-    is decided by the canary's latest run: if that run failed anywhere (status Failed or
-    Invalid, or an errorMessage), a mixed check is reported failing, since no field says
-    which check failed; otherwise it passed.
+    canary-checker's reporter writes only uptime1h, latency1h and lastTransitionedTime there
+    (errorMessage exists in the CRD type and is honoured when set). The latest result is
+    counted in uptime1h, so: no data is None; no failure in the hour means it passed; no pass
+    in the hour means it failed. A mixed hour cannot tell, unless the canary has this one check:
+    the canary's status is the result its reporter handled last, which is then this check's.
+    Otherwise it is None, never a neighbour's result.
     """
     if error_message:
         return False
@@ -479,7 +496,7 @@ def check_health(
         return True
     if passed == 0:
         return False
-    return not last_run_failed
+    return sole_result
 
 
 def parse_canary(raw: Mapping[str, Any]) -> CanaryData:
@@ -488,20 +505,22 @@ def parse_canary(raw: Mapping[str, Any]) -> CanaryData:
     status = _mapping(raw, "status")
     ids = _mapping(status, "checks")
     by_id = _mapping(status, "checkStatus")
-    last_run_failed = (
-        status.get("status") in _CANARY_FAILED_STATES
-        or _text(status.get("errorMessage")) is not None
+    names = sorted(key for key in ids if isinstance(key, str))
+    result = _CANARY_RESULTS.get(_text(status.get("status")) or "")
+    sole_result = result if len(names) == 1 else None
+    last_check = parse_timestamp(_text(status.get("lastCheck")))
+    checks = tuple(
+        _parse_check(name, by_id.get(ids[name]), sole_result, last_check) for name in names
     )
-    canary_last_check = parse_timestamp(_text(status.get("lastCheck")))
-    checks = []
-    for name in sorted(key for key in ids if isinstance(key, str)):
-        entry = by_id.get(ids[name])
-        checks.append(_parse_check(name, entry, last_run_failed, canary_last_check))
-    return CanaryData(checks=tuple(checks))
+    return CanaryData(
+        checks=checks,
+        last_check=last_check,
+        interval_seconds=canary_interval(_mapping(raw, "spec")),
+    )
 
 
 def _parse_check(
-    name: str, entry: Any, last_run_failed: bool, canary_last_check: float | None
+    name: str, entry: Any, sole_result: bool | None, canary_last_check: float | None
 ) -> CanaryCheck:
     if not isinstance(entry, Mapping):
         return CanaryCheck(name, None, None, None, None, "")
@@ -512,12 +531,90 @@ def _parse_check(
     last_check = parse_timestamp(_text(entry.get("lastCheck"))) or canary_last_check
     return CanaryCheck(
         name=name,
-        healthy=check_health(passed, failed, error_message, last_run_failed),
+        healthy=check_health(passed, failed, error_message, sole_result),
         passed_1h=passed,
         failed_1h=failed,
         last_check=last_check,
         message=error_message or _text(entry.get("message")) or "",
     )
+
+
+def canary_interval(spec: Mapping[str, Any]) -> float | None:
+    """Seconds between runs, as canary-checker's GetSchedule reads the spec: schedule first,
+    then the deprecated interval in whole seconds. For a cron, the longest gap between runs."""
+    schedule = _text(spec.get("schedule"))
+    if schedule is not None:
+        return schedule_period(schedule.strip())
+    interval = _integer(spec.get("interval"))
+    return float(interval) if interval > 0 else None
+
+
+def schedule_period(schedule: str) -> float | None:
+    """None for what robfig/cron accepts but has no bounded weekly period (a day-of-month or
+    month field, @monthly, @yearly) and for what it rejects."""
+    if schedule.startswith("@every "):
+        return go_duration(schedule.removeprefix("@every ").strip())
+    if schedule.startswith("@"):
+        return _CRON_DESCRIPTORS.get(schedule)
+    return _cron_period(schedule)
+
+
+def go_duration(text: str) -> float | None:
+    """time.ParseDuration for the positive durations @every takes: "1m30s", "1.5h"."""
+    parts = _GO_DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    seconds = sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+    return seconds if seconds > 0 else None
+
+
+@lru_cache(maxsize=64)
+def _cron_period(schedule: str) -> float | None:
+    fields = schedule.split()
+    if fields and fields[0].startswith(("CRON_TZ=", "TZ=")):
+        fields = fields[1:]  # the zone moves the runs, not the gaps between them
+    if len(fields) != 5 or fields[2] not in ("*", "?") or fields[3] not in ("*", "?"):
+        return None
+    minutes = _cron_field(fields[0], 0, 59)
+    hours = _cron_field(fields[1], 0, 23)
+    weekdays = _cron_field(fields[4].lower(), 0, 6, _WEEKDAYS)
+    if not (minutes and hours and weekdays):
+        return None
+    runs = sorted(d * 1440 + h * 60 + m for d in weekdays for h in hours for m in minutes)
+    gaps = [later - earlier for earlier, later in pairwise(runs)]
+    gaps.append(runs[0] + _WEEK_MINUTES - runs[-1])  # the gap across the week's end
+    return 60.0 * max(gaps)
+
+
+def _cron_field(
+    text: str, low: int, high: int, names: Mapping[str, int] | None = None
+) -> frozenset[int] | None:
+    """One cron field's values (lists, ranges, steps, names); None when it is malformed."""
+    values: set[int] = set()
+    for part in text.split(","):
+        span, _, step_text = part.partition("/")
+        if not step_text.isdigit() and step_text:
+            return None
+        step = int(step_text) if step_text else 1
+        if span in ("*", "?"):
+            first, last = low, high
+        else:
+            start, dash, stop = span.partition("-")
+            first_value = _cron_value(start, names)
+            last_value = _cron_value(stop, names) if dash else (high if step_text else first_value)
+            if first_value is None or last_value is None:
+                return None
+            first, last = first_value, last_value
+        if step < 1 or not low <= first <= last <= high:
+            return None
+        values.update(range(first, last + 1, step))
+    return frozenset(values)
+
+
+def _cron_value(text: str, names: Mapping[str, int] | None) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return names.get(text) if names else None
 
 
 def parse_alert(raw: Mapping[str, Any]) -> AlertData:
@@ -553,12 +650,22 @@ def parse_provider(raw: Mapping[str, Any]) -> ProviderData:
     )
 
 
-def count_helm_releases(items: Iterable[Any]) -> HelmReleaseCounts:
-    """HelmReleases whose Ready condition is True, out of all of them."""
-    releases = [item for item in items if isinstance(item, Mapping)]
-    ready = sum(
-        1
-        for item in releases
-        if (condition := ready_condition(_mapping(item, "status"))) and condition.is_true
+def parse_helm_releases(items: Iterable[Any]) -> Iterator[HelmReleaseStatus]:
+    for item in items:
+        if isinstance(item, Mapping):
+            yield parse_helm_release(item)
+
+
+def parse_helm_release(raw: Mapping[str, Any]) -> HelmReleaseStatus:
+    """Its Ready condition as helm-controller's summarize writes it: False with the failed
+    action's reason (UpgradeFailed, InstallFailed, ...), Unknown while it reconciles."""
+    metadata = _mapping(raw, "metadata")
+    ready = ready_condition(_mapping(raw, "status"))
+    known = ready is not None and ready.status in ("True", "False")
+    return HelmReleaseStatus(
+        namespace=_text(metadata.get("namespace")) or "",
+        name=_text(metadata.get("name")) or "",
+        ready=ready.is_true if known and ready is not None else None,
+        reason=ready.reason if ready is not None else "",
+        message=_truncate(ready.message) if ready is not None else "",
     )
-    return HelmReleaseCounts(ready=ready, total=len(releases))

@@ -2,7 +2,10 @@
 
 `promotion-exporter generate rules` writes the shipped files with the defaults below; a user
 regenerates them with their own thresholds. A cause alert fires for the first failing node of
-its tree only, and never while an earlier node is failing or unknown.
+its tree only, and never while an earlier node has been failing or unknown for the whole
+suppression window: a one-poll blip of an earlier node (kustomize-controller reports Ready=Unknown
+at the start of every reconcile, a poll can fail) must not make the later alert's series vanish,
+since Prometheus drops a pending alert whose series is absent for one evaluation.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class RuleOptions:
     dashboard_url: str = DEFAULT_DASHBOARD_URL
     node_for: dict[str, str] = field(default_factory=dict)  # alert name -> for
     for_override: str | None = None  # every for: at once, e.g. 0s in end-to-end tests
+    # How long an earlier node must stay not-ok before it silences later ones: a few scrape
+    # intervals, and shorter than every tree for:, so that an earlier node that keeps failing
+    # silences a later alert before either fires. 0s silences at once.
+    suppression_window: str = "3m"
 
     def validate(self) -> None:
         durations = [
@@ -53,13 +60,36 @@ class RuleOptions:
         ]
         if self.for_override is not None:
             durations.append(self.for_override)
-        for text in durations:
+        for text in (*durations, self.suppression_window):
             parse_duration(text)
         if not 0 < self.canary_failure_ratio < 1:
             raise ValueError("--canary-failure-ratio must be between 0 and 1")
         unknown = set(self.node_for) - {node.alert for tree in TREES for node in tree.nodes}
         if unknown:
             raise ValueError(f"--node-for names no tree alert: {', '.join(sorted(unknown))}")
+        self._validate_window()
+
+    def _validate_window(self) -> None:
+        # A tree for: at or below the window would let a later alert fire, or keep firing, for
+        # up to the window while an earlier node fails: two cause alerts at once.
+        window = self.window()
+        if window is None:
+            return
+        for tree in TREES:
+            for node in tree.nodes:
+                for_ = self.for_(node.alert, node.for_)
+                if parse_duration(for_) <= parse_duration(window):
+                    raise ValueError(
+                        f"--suppression-window {self.suppression_window} must be shorter than "
+                        f"every tree for: ({node.alert} has {for_})"
+                    )
+
+    def window(self) -> str | None:
+        """The suppression window in use; None to silence at once, also when every for: is
+        overridden to 0s, since alerts without a for: have no pending state a blip could reset."""
+        if self.for_override is not None and parse_duration(self.for_override) == 0:
+            return None
+        return self.suppression_window if parse_duration(self.suppression_window) > 0 else None
 
     def for_(self, alert: str, default: str) -> str:
         if self.for_override is not None:
@@ -88,6 +118,28 @@ def _version(pipeline_label: str, stage: str) -> str:
     return (
         f"{{{{ with printf `{query}` {pipeline_label} | query }}}}"
         '{{ . | first | label "version" }}{{ else }}none{{ end }}'
+    )
+
+
+_CANARY_STALE_MINIMUM = 900  # seconds
+_CANARY_STALE_RUNS = 3
+
+
+def _canary_stale_expr() -> str:
+    """Silent past max(15m, 3 runs), or missing, on a cluster the exporter can read. A Canary
+    without a known period gets the minimum; a missing one has value 0 and no lastCheck."""
+    age = "time() - promotion_canary_last_check_timestamp_seconds"
+    minimum = _CANARY_STALE_MINIMUM
+    return (
+        f"(\n  ({age})\n  > (\n"
+        f"    clamp_min({_CANARY_STALE_RUNS} * promotion_canary_interval_seconds, {minimum})\n"
+        f"    or 0 * promotion_canary_last_check_timestamp_seconds + {minimum}\n  )\n"
+        "  or\n"
+        "  max without (kind, name) (label_replace(\n"
+        '    promotion_kubernetes_object_present{kind="Canary"} == 0, '
+        '"canary", "$1", "name", "(.*)"\n  ))\n)\n'
+        "and on (job, instance, cluster)\n"
+        'label_replace(promotion_source_up{kind="cluster"} == 1, "cluster", "$1", "name", "(.*)")'
     )
 
 
@@ -133,10 +185,13 @@ def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
         Symptom(
             "PromotionLivePrerelease",
             "critical",
-            'promotion_version_info{stage="live", version=~".+-.+"} == 1',
+            # The exporter's parse, as Flux parses versions, not a tag regex: a validated-<sha>
+            # pin is no semver at all and has no series.
+            'promotion_version_prerelease{stage="live"} == 1',
             options.for_("PromotionLivePrerelease", options.symptom_for),
             "Live runs a pre-release version.",
-            "Pipeline {{ $labels.pipeline }}: live runs {{ $labels.version }}, a pre-release. "
+            "Pipeline {{ $labels.pipeline }}: live runs "
+            f"{_version('$labels.pipeline', 'live')}, a pre-release. "
             "Live must follow stable tags only (>= 0.0.0).",
             "The live cluster has applied a pre-release (X.Y.Z-rc.N): its semver constraint "
             "admits pre-releases.",
@@ -184,6 +239,34 @@ def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
             ("An intermittently failing Flux pod or API endpoint.",),
         ),
         Symptom(
+            "PromotionCanaryStale",
+            "warning",
+            _canary_stale_expr(),
+            options.for_("PromotionCanaryStale", options.symptom_for),
+            "A configured Canary has stopped running, or is missing.",
+            "Canary {{ $labels.namespace }}/{{ $labels.canary }} in cluster "
+            "{{ $labels.cluster }} {{ if gt $value 0.0 }}last ran "
+            "{{ $value | humanizeDuration }} ago{{ else }}is missing, or its CRD is not "
+            "installed{{ end }}: its checks' last results are not current.",
+            "canary-checker keeps a Canary's last status when it stops running it, so its checks "
+            "would read healthy forever. This fires when status.lastCheck is older than "
+            f"{_CANARY_STALE_MINIMUM // 60}m or {_CANARY_STALE_RUNS} runs of its schedule, "
+            "whichever is longer, or when the configured Canary (or the Canary CRD) is gone, "
+            "while the exporter can read its cluster. A cluster that is down fires "
+            "PromotionSourceDown instead.",
+            (
+                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl get canaries -A",
+                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl -n canary-checker get pods",
+                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl -n canary-checker logs "
+                "deploy/canary-checker",
+            ),
+            (
+                "canary-checker is not running, or cannot patch Canary status (RBAC).",
+                "The Canary was deleted or renamed, or canary-checker was uninstalled.",
+                "The Canary has no spec.schedule or spec.interval, so it never runs.",
+            ),
+        ),
+        Symptom(
             "PromotionExporterDown",
             "warning",
             f'up{{job="{job}"}} == 0 or absent(up{{job="{job}"}})',
@@ -219,17 +302,28 @@ def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
     )
 
 
-def _tree_expr(tree: Tree, index: int) -> str:
+def _tree_expr(tree: Tree, index: int, window: str | None) -> str:
     node = tree.nodes[index]
     selector = f'tree="{tree.id}", node="{node.id}"'
     expr = f'max without (status) (promotion_tree_node_status{{{selector}, status="failing"}} == 1)'
     earlier = "|".join(n.id for n in tree.nodes[:index])
     if earlier:
-        expr += (
-            f'\nunless on (pipeline)\n(promotion_tree_node_status{{tree="{tree.id}", '
-            f'node=~"{earlier}", status!="ok"}} == 1)'
-        )
+        expr += f"\nunless on (pipeline)\n{_not_ok(tree, earlier, window)}"
     return expr
+
+
+def _not_ok(tree: Tree, nodes: str, window: str | None) -> str:
+    """Earlier nodes that are not ok: for the whole window, when there is one.
+
+    The "ok" series of the state set is the one series that is 0 for both failing and unknown,
+    so its max over the window is 0 only when the node was never ok in it, however it
+    alternated between the two. An earlier node that is absent (no github section) yields
+    nothing and silences nothing.
+    """
+    selector = f'tree="{tree.id}", node=~"{nodes}"'
+    if window is None:
+        return f'(promotion_tree_node_status{{{selector}, status!="ok"}} == 1)'
+    return f'(max_over_time(promotion_tree_node_status{{{selector}, status="ok"}}[{window}]) == 0)'
 
 
 def _tree_description(tree: Tree, node: Node) -> str:
@@ -268,7 +362,7 @@ def _tree_group(tree: Tree, options: RuleOptions) -> dict:
     rules = [
         _rule(
             node.alert,
-            _tree_expr(tree, index),
+            _tree_expr(tree, index, options.window()),
             options.for_(node.alert, node.for_),
             {"severity": node.severity},
             _annotations(options, node.alert, node.summary, _tree_description(tree, node)),

@@ -136,6 +136,10 @@ class CanaryCheck:
 @dataclass(frozen=True)
 class CanaryData:
     checks: tuple[CanaryCheck, ...]
+    last_check: float | None = None  # status.lastCheck: when canary-checker last reported
+    # spec.schedule (or the deprecated spec.interval) as a period; None when it has none
+    # (canary-checker then never runs it) or a cron whose period is irregular.
+    interval_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,20 @@ class ProviderData:
 
 
 @dataclass(frozen=True)
+class HelmReleaseStatus:
+    """One HelmRelease's Ready condition; only these fields are kept, to bound memory."""
+
+    namespace: str
+    name: str
+    ready: bool | None  # None while Ready is Unknown (reconciling) or not written yet
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class HelmReleaseCounts:
+    """A cluster's HelmReleases counted from its `HelmReleaseStatus` tuple."""
+
     ready: int
     total: int
 
@@ -193,7 +210,8 @@ class ClusterData:
     canaries: dict[ObjectRef, CanaryData | Missing] = field(default_factory=dict)
     alerts: dict[ObjectRef, AlertData | Missing] = field(default_factory=dict)
     providers: dict[ObjectRef, ProviderData | Missing] = field(default_factory=dict)
-    helm_releases: HelmReleaseCounts | Missing = Missing.CRD_MISSING
+    # Every HelmRelease in the cluster, sorted by namespace and name.
+    helm_releases: tuple[HelmReleaseStatus, ...] | Missing = Missing.CRD_MISSING
 
 
 # --- GitHub -------------------------------------------------------------------------------
@@ -203,6 +221,7 @@ class ClusterData:
 class Commit:
     sha: str  # 40 hex
     date: float | None  # committer date
+    message: str = ""  # the full commit message: [skip ci] and skip-checks trailers live here
 
 
 @dataclass(frozen=True)
@@ -215,6 +234,8 @@ class WorkflowRun:
     created_at: float | None
     updated_at: float | None
     html_url: str
+    head_branch: str | None = None  # GitHub's field; null for some events
+    display_title: str = ""  # the commit's subject for a push, or the workflow's run-name
 
 
 @dataclass(frozen=True)
@@ -233,10 +254,15 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class GitHubData:
+    """One pipeline's view of its repository."""
+
     head_commit: Commit | None  # newest commit on the branch touching watch_path
-    build_runs: tuple[WorkflowRun, ...]  # newest first
-    promote_runs: tuple[WorkflowRun, ...]  # newest first
-    head_statuses: tuple[CommitStatus, ...]  # statuses on head_commit
+    commits: tuple[Commit, ...]  # the path-filtered commits read, newest first
+    build_runs: tuple[WorkflowRun, ...]  # newest first; () when the workflow is not found
+    build_workflow_found: bool  # False when GitHub answered 404 for its runs
+    promote_runs: tuple[WorkflowRun, ...]  # newest first; () without a tag workflow
+    promote_workflow_found: bool | None  # None when the pipeline has no tag workflow
+    statuses: dict[str, tuple[CommitStatus, ...]]  # by commit sha: head and newest build
     rate_limit: RateLimit | None
 
 
@@ -260,6 +286,6 @@ class Snapshot:
     taken_at: float
     registries: dict[str, RegistryData | None]  # keyed by pipeline name
     clusters: dict[str, ClusterData | None]  # keyed by cluster name
-    github: GitHubData | None  # None when down or not configured
+    github: dict[str, GitHubData | None]  # by pipeline: None when its GitHub source is down
     sources: tuple[SourceStatus, ...]
     github_rate_limit: RateLimit | None = None  # last seen, kept while GitHub is down

@@ -10,9 +10,27 @@ Commands use {placeholders} that `diagnose` fills from the config and the model:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 INTEGRATION_TREE = "integration"
 LIVE_TREE = "live"
+
+
+class Source(StrEnum):
+    """A source a node reads: while it is down the node is unknown."""
+
+    GITHUB = "github"
+    REGISTRY = "registry"
+    INTEGRATION = "integration"  # the integration stage's cluster
+    LIVE = "live"  # the live stage's cluster
+
+
+class Wiring(StrEnum):
+    """Configuration a node needs: without it the pipeline does not have the node at all."""
+
+    GITHUB = "github"  # a github section
+    PROMOTE_WORKFLOW = "promote_workflow"  # a tag workflow (not the stable-only flow)
+    DISPATCH = "dispatch"  # an Alert and Provider that trigger it
 
 
 @dataclass(frozen=True)
@@ -26,7 +44,8 @@ class Node:
     meaning: str
     commands: tuple[str, ...]
     causes: tuple[str, ...]
-    needs_github: bool = False  # absent from a pipeline whose config has no github section
+    reads: frozenset[Source] = frozenset()
+    requires: frozenset[Wiring] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ INTEGRATION = Tree(
     nodes=(
         Node(
             id="build_succeeded",
+            reads=frozenset({Source.GITHUB}),
+            requires=frozenset({Wiring.GITHUB}),
             alert="PromotionBuildFailing",
             question="Did the build workflow succeed for the newest commit under the watched path?",
             severity="warning",
@@ -69,10 +90,10 @@ INTEGRATION = Tree(
                 "packages:write permission.",
                 'Check workflow logs for "flux push artifact" errors.',
             ),
-            needs_github=True,
         ),
         Node(
             id="artifact_in_registry",
+            reads=frozenset({Source.REGISTRY, Source.GITHUB}),
             alert="PromotionArtifactMissing",
             question="Is the OCI artifact in GHCR?",
             severity="warning",
@@ -92,6 +113,7 @@ INTEGRATION = Tree(
         ),
         Node(
             id="integration_source_selects_candidate",
+            reads=frozenset({Source.REGISTRY, Source.INTEGRATION}),
             alert="PromotionIntegrationSemverMismatch",
             question="Does the integration OCIRepository's URL and semver select the newest build?",
             severity="warning",
@@ -110,6 +132,7 @@ INTEGRATION = Tree(
         ),
         Node(
             id="integration_source_ready",
+            reads=frozenset({Source.INTEGRATION}),
             alert="PromotionIntegrationSourceFailing",
             question="Is the integration OCIRepository Ready?",
             severity="warning",
@@ -130,6 +153,7 @@ INTEGRATION = Tree(
         ),
         Node(
             id="integration_source_current",
+            reads=frozenset({Source.REGISTRY, Source.INTEGRATION}),
             alert="PromotionIntegrationSourceStale",
             question="Is the integration OCIRepository seeing the newest build?",
             severity="warning",
@@ -146,6 +170,7 @@ INTEGRATION = Tree(
         ),
         Node(
             id="integration_applied",
+            reads=frozenset({Source.REGISTRY, Source.INTEGRATION}),
             alert="PromotionIntegrationReconcileFailing",
             question="Is the platform Kustomization reconciling?",
             severity="warning",
@@ -161,14 +186,20 @@ INTEGRATION = Tree(
         ),
         Node(
             id="validation_dispatched",
+            reads=frozenset({Source.REGISTRY, Source.INTEGRATION, Source.GITHUB}),
+            requires=frozenset({Wiring.DISPATCH}),
             alert="PromotionValidationNotDispatched",
             question="Is the Alert firing repository_dispatch?",
             severity="warning",
             for_="15m",
             summary="Integration applied the build but no validation dispatch followed.",
             meaning="The build is applied in integration, yet the Alert and Provider cannot send "
-            "the dispatch, or no promote workflow run started after the apply. Flux's "
-            "githubdispatch provider once dropped every success event (fluxcd/flux2#3933).",
+            "the dispatch, or nothing the Alert causes followed the apply: no repository_dispatch "
+            "run of the tag workflow for a githubdispatch Provider; for a github (commit status) "
+            "Provider, no Flux commit status kustomization/<name>/... on the artifact's commit "
+            "and no run `on: status`. Manual workflow_dispatch runs and skipped runs never "
+            "count. Flux's githubdispatch provider drops every success event "
+            "(fluxcd/flux2#3933).",
             commands=(
                 "KUBECONFIG={kubeconfig} kubectl describe alert {alert} -n {namespace}",
                 "KUBECONFIG={kubeconfig} kubectl get providers -n {namespace}",
@@ -185,13 +216,16 @@ INTEGRATION = Tree(
         ),
         Node(
             id="validation_succeeded",
+            reads=frozenset({Source.REGISTRY, Source.INTEGRATION, Source.GITHUB}),
+            requires=frozenset({Wiring.GITHUB, Wiring.PROMOTE_WORKFLOW}),
             alert="PromotionValidationWorkflowFailing",
             question="Did the tag workflow tag the applied build validated-<sha>?",
             severity="warning",
             for_="10m",
             summary="The tag workflow ran but the build is still not validated.",
-            meaning="A promote workflow run completed after integration applied the build, yet "
-            "the build has no validated-<sha> tag.",
+            meaning="A promote workflow run that the Alert caused completed after integration "
+            "applied the build, yet the build has no validated-<sha> tag (or the tag workflow "
+            "file does not exist). Skipped runs are neither success nor failure.",
             commands=(
                 "gh run list --workflow={promote_workflow} --limit=5",
                 "gh run view <run-id> --log",
@@ -201,7 +235,6 @@ INTEGRATION = Tree(
                 "Idempotency guard: does the artifact already have a validated-<sha> tag?",
                 "Check workflow logs for tag errors.",
             ),
-            needs_github=True,
         ),
     ),
 )
@@ -213,6 +246,7 @@ LIVE = Tree(
     nodes=(
         Node(
             id="stable_tag_present",
+            reads=frozenset({Source.REGISTRY}),
             alert="PromotionStableTagMissing",
             question="Is the artifact tagged with stable semver (X.Y.Z)?",
             severity="warning",
@@ -232,6 +266,7 @@ LIVE = Tree(
         ),
         Node(
             id="live_source_selects_release",
+            reads=frozenset({Source.REGISTRY, Source.LIVE}),
             alert="PromotionLiveSemverMismatch",
             question="Does the live OCIRepository's semver select the newest stable tag?",
             severity="warning",
@@ -245,6 +280,7 @@ LIVE = Tree(
         ),
         Node(
             id="live_not_pinned",
+            reads=frozenset({Source.REGISTRY, Source.LIVE}),
             alert="PromotionLivePinned",
             question="Is live free of a spec.ref.tag or spec.ref.digest pin?",
             severity="warning",
@@ -266,6 +302,7 @@ LIVE = Tree(
         ),
         Node(
             id="release_is_highest",
+            reads=frozenset({Source.REGISTRY, Source.LIVE}),
             alert="PromotionStableNotHigher",
             question="Is the newest validated stable tag strictly higher than every other?",
             severity="warning",
@@ -284,6 +321,7 @@ LIVE = Tree(
         ),
         Node(
             id="live_source_ready",
+            reads=frozenset({Source.LIVE}),
             alert="PromotionLiveSourceFailing",
             question="Is the live OCIRepository Ready?",
             severity="warning",
@@ -298,6 +336,7 @@ LIVE = Tree(
         ),
         Node(
             id="live_source_current",
+            reads=frozenset({Source.REGISTRY, Source.LIVE}),
             alert="PromotionLiveSourceStale",
             question="Is the live OCIRepository seeing the stable tag?",
             severity="warning",
@@ -314,6 +353,7 @@ LIVE = Tree(
         ),
         Node(
             id="live_applied",
+            reads=frozenset({Source.REGISTRY, Source.LIVE}),
             alert="PromotionLiveReconcileFailing",
             question="Is the live Kustomization reconciling?",
             severity="warning",
@@ -330,12 +370,34 @@ LIVE = Tree(
                 "Check for failing health checks blocking rollout.",
             ),
         ),
+        Node(
+            id="live_helm_releases_ready",
+            reads=frozenset({Source.LIVE}),
+            alert="PromotionLiveHelmReleaseFailing",
+            question="Is every HelmRelease in live Ready?",
+            severity="warning",
+            for_="15m",
+            summary="Live applied the release, but a HelmRelease in live is not Ready.",
+            meaning="The live Kustomization applied the newest release, so the deployment should "
+            "be in progress, yet a HelmRelease in the live cluster has Ready=False (an upgrade "
+            "or install failed, or its health checks timed out). A HelmRelease still "
+            "reconciling (Ready=Unknown) does not count. A pipeline's helm_release_namespaces "
+            "narrows the HelmReleases checked to those namespaces.",
+            commands=(
+                "KUBECONFIG={kubeconfig} flux get helmreleases -A",
+                "KUBECONFIG={kubeconfig} kubectl describe helmrelease <name> -n <namespace>",
+            ),
+            causes=(
+                "Check HelmRelease statuses.",
+                "Check for failing health checks blocking rollout.",
+            ),
+        ),
     ),
 )
 
 TREES: tuple[Tree, ...] = (INTEGRATION, LIVE)
 
 
-def tree_nodes(tree: Tree, has_github: bool) -> tuple[Node, ...]:
-    """The nodes a pipeline has: those needing GitHub are absent without a github section."""
-    return tuple(node for node in tree.nodes if has_github or not node.needs_github)
+def tree_nodes(tree: Tree, wired: frozenset[Wiring]) -> tuple[Node, ...]:
+    """The nodes a pipeline has: a node whose wiring the pipeline lacks is absent."""
+    return tuple(node for node in tree.nodes if node.requires <= wired)

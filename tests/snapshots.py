@@ -25,7 +25,7 @@ from exporter.snapshot import (
     ErrorReason,
     EventSource,
     GitHubData,
-    HelmReleaseCounts,
+    HelmReleaseStatus,
     HistoryEntry,
     KustomizationData,
     ObjectRef,
@@ -238,7 +238,7 @@ def integration_cluster() -> ClusterData:
                 "githubdispatch", "https://github.com/owner/homelab", "github-token", False
             )
         },
-        helm_releases=HelmReleaseCounts(ready=11, total=12),
+        helm_releases=_helm_releases(ready=11, total=12),
     )
 
 
@@ -253,7 +253,19 @@ def live_cluster() -> ClusterData:
                 _check("kubernetes-api", True, 60, 0), _check("flux-pods-healthy", True, 60, 0)
             )
         },
-        helm_releases=HelmReleaseCounts(ready=12, total=12),
+        helm_releases=_helm_releases(ready=12, total=12),
+    )
+
+
+def _helm_releases(ready: int, total: int) -> tuple[HelmReleaseStatus, ...]:
+    """HelmReleases as helm-controller reports them; those past `ready` failed an upgrade."""
+    return tuple(
+        HelmReleaseStatus("apps", f"app-{i}", True, "UpgradeSucceeded", "Helm upgrade succeeded")
+        if i < ready
+        else HelmReleaseStatus(
+            "apps", f"app-{i}", False, "UpgradeFailed", "Helm upgrade failed: context deadline"
+        )
+        for i in range(total)
     )
 
 
@@ -273,9 +285,18 @@ def _run(run_id: int, build: Build, event: str, conclusion: str | None, created:
 RATE_LIMIT = RateLimit(limit=5000, remaining=4321, reset=NOW + 1800)
 
 
+HEAD_COMMIT = Commit(NEWEST.commit, NEWEST.created - 300, "Bump podinfo to 6.7.1 (#42)")
+
+
 def github() -> GitHubData:
     return GitHubData(
-        head_commit=Commit(NEWEST.commit, NEWEST.created - 300),
+        head_commit=HEAD_COMMIT,
+        commits=(
+            HEAD_COMMIT,
+            Commit(IN_INTEGRATION.commit, IN_INTEGRATION.created - 300, "Add loki (#41)"),
+        ),
+        build_workflow_found=True,
+        promote_workflow_found=True,
         build_runs=(
             _run(104, NEWEST, "push", "success", NEWEST.created - 240),
             _run(103, IN_INTEGRATION, "push", "success", IN_INTEGRATION.created - 240),
@@ -285,10 +306,12 @@ def github() -> GitHubData:
             _run(203, NEWEST, "repository_dispatch", None, INTEGRATION_APPLIED_AT + 30),
             _run(202, RELEASED, "repository_dispatch", "success", RELEASED.created + 120),
         ),
-        head_statuses=(
-            CommitStatus("kustomization/platform/1a2b3c4d", "success", NOW - 600),
-            CommitStatus("ci/lint", "pending", NOW - 500),
-        ),
+        statuses={
+            NEWEST.commit: (
+                CommitStatus("kustomization/platform/1a2b3c4d", "success", NOW - 600),
+                CommitStatus("ci/lint", "pending", NOW - 500),
+            )
+        },
         rate_limit=RATE_LIMIT,
     )
 
@@ -306,7 +329,7 @@ def rich_snapshot() -> Snapshot:
         taken_at=NOW,
         registries={PIPELINE: registry()},
         clusters={"integration": integration_cluster(), "live": live_cluster(), "dev": None},
-        github=github(),
+        github={PIPELINE: github()},
         sources=(
             _up("registry", REPOSITORY, 0.8),
             _up("cluster", "integration", 0.3),

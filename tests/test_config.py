@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.cli import EXIT_CONFIG_INVALID, main
 from exporter.config import (
     ConfigError,
     GitHubConfig,
@@ -356,6 +355,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_a_duplicate_pipeline_name_is_rejected() -> None:
     raw = minimal()
     raw["pipelines"].append(copy.deepcopy(raw["pipelines"][0]))
+    raw["pipelines"][1]["source"] = {"name": "apps"}  # only the name is shared
+    raw["pipelines"][1]["kustomization"] = {"name": "apps"}
     assert key_paths(problems_of(raw)) == ["pipelines"]
 
 
@@ -411,6 +412,9 @@ def test_secret_from_a_file(tmp_path: Path) -> None:
 
 
 def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Imported here: the CLI pulls in the whole exporter, the loader's tests need none of it.
+    from exporter.cli import main
+
     path = write(tmp_path, CONTRACT_EXAMPLE)
     assert main(["check-config", str(path)]) == 0
     out, err = capsys.readouterr()
@@ -419,6 +423,8 @@ def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_check_config_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from exporter.cli import EXIT_CONFIG_INVALID, main
+
     raw = with_change("interval", "-1s")
     raw["pipelines"][0]["stages"]["live"]["cluster"] = "production"
     raw["github"]["token"] = SECRET
@@ -463,3 +469,202 @@ def test_credentials_in_the_artifact_url_are_refused() -> None:
     problems = problems_of(raw)
     assert key_paths(problems) == ["pipelines[0].artifact"]
     assert "hunter2" not in str(problems)
+
+
+# --- The stable-only flow, per-pipeline GitHub, HelmRelease namespaces, grace polls ----------
+
+
+def second_pipeline(**changes: Any) -> dict[str, Any]:
+    """The minimal config plus an 'apps' pipeline that watches its own objects."""
+    raw = minimal()
+    apps = copy.deepcopy(raw["pipelines"][0])
+    apps.update(name="apps", artifact="oci://ghcr.io/owner/homelab/apps")
+    apps.update(source={"name": "apps"}, kustomization={"name": "apps"}, **changes)
+    raw["pipelines"].append(apps)
+    return raw
+
+
+def test_a_null_promote_workflow_means_no_tag_workflow() -> None:
+    github = parse_config(with_change("github.promote_workflow", None)).github
+    assert github is not None
+    assert github.promote_workflow is None
+    assert github.build_workflow == "build-platform-artifact.yaml"
+
+
+def test_an_absent_promote_workflow_keeps_the_default() -> None:
+    (pipeline,) = parse_config(minimal()).pipelines
+    assert pipeline.github is not None
+    assert pipeline.github.promote_workflow == "tag-validated-artifact.yaml"
+
+
+@pytest.mark.parametrize("key", ["build_workflow", "repository"])
+def test_null_is_refused_where_it_means_nothing(key: str) -> None:
+    assert key_paths(problems_of(with_change(f"github.{key}", None))) == [f"github.{key}"]
+
+
+def test_without_overrides_a_pipeline_uses_the_top_level_github() -> None:
+    config = parse_config(minimal())
+    assert config.pipelines[0].github == config.github
+
+
+def test_a_pipeline_overrides_the_watch_but_not_the_connection() -> None:
+    raw = second_pipeline(
+        github={
+            "repository": "owner/apps",
+            "watch_path": "apps/",
+            "build_workflow": "build-apps.yaml",
+            "promote_workflow": None,
+        }
+    )
+    raw["github"].update(url="https://ghe.example.com/api/v3", token_env="GH_TOKEN", branch="trunk")
+    config = parse_config(raw)
+    platform, apps = config.pipelines
+    assert platform.github == config.github
+    assert apps.github == GitHubConfig(
+        url="https://ghe.example.com/api/v3",
+        repository="owner/apps",
+        token=SecretRef(env="GH_TOKEN"),
+        branch="trunk",
+        watch_path="apps/",
+        build_workflow="build-apps.yaml",
+        promote_workflow=None,
+    )
+    assert config.github is not None and config.github.repository == "owner/homelab"
+
+
+def test_a_pipeline_override_keeps_the_keys_it_does_not_set() -> None:
+    apps = parse_config(second_pipeline(github={"watch_path": "apps/"})).pipelines[1]
+    assert apps.github is not None
+    assert (apps.github.repository, apps.github.watch_path) == ("owner/homelab", "apps/")
+    assert apps.github.promote_workflow == "tag-validated-artifact.yaml"
+
+
+@pytest.mark.parametrize(
+    ("github", "expected"),
+    [
+        ({"branch": "trunk"}, "pipelines[1].github.branch"),
+        ({"token_env": "OTHER"}, "pipelines[1].github.token_env"),
+        ({"url": "https://example.com"}, "pipelines[1].github.url"),
+        ({"repository": "no-owner"}, "pipelines[1].github.repository"),
+        ({"build_workflow": None}, "pipelines[1].github.build_workflow"),
+        ("owner/apps", "pipelines[1].github"),
+    ],
+)
+def test_bad_pipeline_github_overrides_are_rejected(github: Any, expected: str) -> None:
+    assert key_paths(problems_of(second_pipeline(github=github))) == [expected]
+
+
+def test_a_pipeline_github_needs_the_top_level_section() -> None:
+    raw = second_pipeline(github={"repository": "owner/apps"})
+    del raw["github"]
+    (problem,) = problems_of(raw)
+    assert problem.startswith("pipelines[1].github: needs a top-level github section")
+
+
+def test_without_github_no_pipeline_has_one() -> None:
+    raw = minimal()
+    del raw["github"]
+    assert parse_config(raw).pipelines[0].github is None
+
+
+def test_null_alert_and_provider_mean_no_dispatch_wiring() -> None:
+    raw = with_change("pipelines.0.alert", None)
+    raw["pipelines"][0]["provider"] = None
+    (pipeline,) = parse_config(raw).pipelines
+    assert (pipeline.alert, pipeline.provider) == (None, None)
+
+
+@pytest.mark.parametrize(("null", "other"), [("alert", "provider"), ("provider", "alert")])
+def test_only_one_of_alert_and_provider_null_is_rejected(null: str, other: str) -> None:
+    (problem,) = problems_of(with_change(f"pipelines.0.{null}", None))
+    assert problem.startswith(f"pipelines[0].{null}: is null but {other} is not")
+
+
+def test_helm_release_namespaces() -> None:
+    (pipeline,) = parse_config(minimal()).pipelines
+    assert pipeline.helm_release_namespaces == ()
+    raw = with_change("pipelines.0.helm_release_namespaces", ["apps", "kube-system", "apps"])
+    (pipeline,) = parse_config(raw).pipelines
+    assert pipeline.helm_release_namespaces == ("apps", "kube-system")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("apps", "pipelines[0].helm_release_namespaces"),
+        (["apps", "Apps"], "pipelines[0].helm_release_namespaces[1]"),
+        (["-apps"], "pipelines[0].helm_release_namespaces[0]"),
+        (["apps\n"], "pipelines[0].helm_release_namespaces[0]"),
+        (["a" * 64], "pipelines[0].helm_release_namespaces[0]"),
+        (["apps.example"], "pipelines[0].helm_release_namespaces[0]"),
+        ([3], "pipelines[0].helm_release_namespaces[0]"),
+    ],
+)
+def test_bad_helm_release_namespaces_are_rejected(value: Any, expected: str) -> None:
+    path = "pipelines.0.helm_release_namespaces"
+    assert key_paths(problems_of(with_change(path, value))) == [expected]
+
+
+def test_a_63_character_namespace_is_a_label() -> None:
+    raw = with_change("pipelines.0.helm_release_namespaces", ["a" * 63])
+    assert parse_config(raw).pipelines[0].helm_release_namespaces == ("a" * 63,)
+
+
+def test_two_pipelines_on_the_default_objects_collide() -> None:
+    raw = second_pipeline()
+    del raw["pipelines"][1]["source"]
+    del raw["pipelines"][1]["kustomization"]
+    assert problems_of(raw) == [
+        "pipelines[1].stages.integration.source: OCIRepository flux-system/flux-system in "
+        "cluster integration is also watched by pipelines[0].stages.integration.source",
+        "pipelines[1].stages.integration.kustomization: Kustomization flux-system/platform in "
+        "cluster integration is also watched by pipelines[0].stages.integration.kustomization",
+        "pipelines[1].stages.live.source: OCIRepository flux-system/flux-system in "
+        "cluster live is also watched by pipelines[0].stages.live.source",
+        "pipelines[1].stages.live.kustomization: Kustomization flux-system/platform in "
+        "cluster live is also watched by pipelines[0].stages.live.kustomization",
+    ]
+
+
+def test_a_stage_override_that_lands_on_another_pipelines_object_collides() -> None:
+    raw = second_pipeline()
+    raw["pipelines"][1]["stages"]["live"]["kustomization"] = {"name": "platform"}
+    assert problems_of(raw) == [
+        "pipelines[1].stages.live.kustomization: Kustomization flux-system/platform in "
+        "cluster live is also watched by pipelines[0].stages.live.kustomization"
+    ]
+
+
+def test_the_same_object_name_in_another_cluster_or_kind_does_not_collide() -> None:
+    raw = second_pipeline(stages={"integration": {"cluster": "integration"}})
+    raw["pipelines"][0]["stages"] = {"live": {"cluster": "live"}}
+    del raw["pipelines"][1]["source"]
+    raw["pipelines"][1]["kustomization"] = {"name": "flux-system"}  # an OCIRepository's name
+    assert len(parse_config(raw).pipelines) == 2
+
+
+def test_grace_polls() -> None:
+    assert parse_config(minimal()).grace_polls == 3
+    assert parse_config(with_change("grace_polls", 0)).grace_polls == 0
+    assert parse_config(with_change("grace_polls", 10)).grace_polls == 10
+
+
+@pytest.mark.parametrize("value", [-1, "3", 2.5, True, None])
+def test_bad_grace_polls_are_rejected(value: Any) -> None:
+    assert key_paths(problems_of(with_change("grace_polls", value))) == ["grace_polls"]
+
+
+def test_new_keys_report_every_problem_at_once() -> None:
+    raw = second_pipeline(github={"branch": "x"}, helm_release_namespaces=["Bad"], alert=None)
+    raw["grace_polls"] = -2
+    del raw["pipelines"][1]["kustomization"]
+    assert sorted(key_paths(problems_of(raw))) == sorted(
+        [
+            "grace_polls",
+            "pipelines[1].github.branch",
+            "pipelines[1].alert",
+            "pipelines[1].helm_release_namespaces[0]",
+            "pipelines[1].stages.integration.kustomization",
+            "pipelines[1].stages.live.kustomization",
+        ]
+    )

@@ -947,7 +947,13 @@ def test_documented_defaults_are_what_the_loader_does() -> None:
 
 
 def test_examples_load_and_show_every_documented_key() -> None:
-    for name in ("config.yml", "config.minimal.yml"):
+    names = (
+        "config.yml",
+        "config.minimal.yml",
+        "config.stable-only.yml",
+        "config.commit-status.yml",
+    )
+    for name in names:
         load_config(ROOT / "examples" / name)
     full = example("config.yml")
     text = (ROOT / "examples" / "config.yml").read_text()

@@ -129,6 +129,8 @@ def _start_exporter(scenario: Scenario, end: float) -> _Exporter:
         start=end - 3 * 86400,
         interval="1s",
         use_distribution=scenario.name == "healthy",
+        flow=scenario.flow,
+        provider_type=scenario.provider_type,
     ).start()
     play(lab.sim, scenario, end)
     poller = Poller(lab.config())

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from prometheus_client.samples import Sample
 from exporter import docs
 from exporter.collector import PromotionCollector
 from exporter.config import Config
-from exporter.model import build_state
+from exporter.model import StageArtifact, build_state
 from exporter.poller import Poller
 from exporter.snapshot import ErrorReason, Snapshot
 from tests import snapshots
@@ -170,6 +171,29 @@ def test_version_info_per_stage(exposition: str) -> None:
             "digest": build.digest,
         }, stage
     assert {s.value for s in samples(exposition, "promotion_version_info")} == {1.0}
+
+
+def test_version_prerelease_per_stage(exposition: str) -> None:
+    found = {
+        s.labels["stage"]: s.value for s in samples(exposition, "promotion_version_prerelease")
+    }
+    assert found == {"build": 1, "integration": 1, "validated": 0, "release": 0, "live": 0}
+
+
+def test_version_prerelease_is_absent_for_a_tag_that_is_no_semver(
+    poller: Poller, config: Config
+) -> None:
+    state = build_state(config, snapshots.rich_snapshot())
+    pipeline = state.pipelines[0]
+    pin = StageArtifact("live", "validated-abc1234", "", "sha256:" + "ab" * 32, None)
+    versions = (*(v for v in pipeline.versions if v.stage != "live"), pin)
+    poller.state = replace(state, pipelines=(replace(pipeline, versions=versions),))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PromotionCollector(poller))
+    exposition = generate_latest(registry).decode()
+    assert value(exposition, "promotion_version_info", stage="live") == 1
+    stages = {s.labels["stage"] for s in samples(exposition, "promotion_version_prerelease")}
+    assert stages == {"build", "integration", "validated", "release"}
 
 
 def test_deployed_digest_is_the_manifest_digest_of_the_flux_revision(exposition: str) -> None:

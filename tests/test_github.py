@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import SecretRef
+from exporter.config import GitHubConfig, SecretRef
 from exporter.github import GitHubClient
 from exporter.snapshot import (
     Commit,
@@ -33,12 +33,24 @@ DOCS_SHA = "2b66fd261ee5c6cfc8de7fa466bab600bcfe4f69"
 PR_SHA = "e9d71f5ee7c92d6dc9e92ffdad17b8bd49418f98"
 T0 = 1_749_990_000.0
 RUNS_URL = "https://github.com/owner/homelab/actions/runs"
+MERGE_SHA = "5d41402abc4b2a76b9719d911017c592ae0b5c3a"
 FLUX_CONTEXT = "kustomization/platform/0c1b2a39"
+
+
+def single(config: GitHubConfig, timeout: float = 2.0) -> GitHubClient:
+    """A client for one pipeline, 'platform'."""
+    return GitHubClient({"platform": config}, timeout=timeout)
+
+
+def platform(client: GitHubClient, now: float) -> GitHubData:
+    data = client.poll(now)
+    assert set(data) == {"platform"}
+    return data["platform"]
 
 
 @pytest.fixture
 def client(github_api: GitHubApi) -> Iterator[GitHubClient]:
-    client = GitHubClient(github_api.config, timeout=2.0)
+    client = single(github_api.config)
     yield client
     client.close()
 
@@ -104,10 +116,14 @@ def poll_error(client: GitHubClient, now: float) -> SourceError:
 def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client: GitHubClient):
     runs = seed_pipeline(github_api)
 
-    data = client.poll(github_api.clock.now)
+    data = platform(client, github_api.clock.now)
 
+    head = Commit(HEAD_SHA, T0 + 600, f"change {HEAD_SHA[:7]}")
     assert data == GitHubData(
-        head_commit=Commit(HEAD_SHA, T0 + 600),
+        head_commit=head,
+        commits=(head, Commit(OLD_SHA, T0, f"change {OLD_SHA[:7]}")),
+        build_workflow_found=True,
+        promote_workflow_found=True,
         build_runs=(
             WorkflowRun(
                 runs["head"],
@@ -118,6 +134,8 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
                 T0 + 605,
                 T0 + 700,
                 f"{RUNS_URL}/{runs['head']}",
+                "main",
+                f"change {HEAD_SHA[:7]}",
             ),
             WorkflowRun(
                 runs["old"],
@@ -128,6 +146,8 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
                 T0 + 5,
                 T0 + 65,
                 f"{RUNS_URL}/{runs['old']}",
+                "main",
+                f"change {OLD_SHA[:7]}",
             ),
         ),
         promote_runs=(
@@ -140,12 +160,16 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
                 T0 + 1300,
                 T0 + 1300,
                 f"{RUNS_URL}/{runs['promote']}",
+                "main",
+                "tag-validated-artifact",
             ),
         ),
-        head_statuses=(
-            CommitStatus(FLUX_CONTEXT, "success", T0 + 760),
-            CommitStatus(FLUX_CONTEXT, "pending", T0 + 720),
-        ),
+        statuses={
+            HEAD_SHA: (
+                CommitStatus(FLUX_CONTEXT, "success", T0 + 760),
+                CommitStatus(FLUX_CONTEXT, "pending", T0 + 720),
+            )
+        },
         rate_limit=RateLimit(5000, 4996, github_api.clock.now + 3600),
     )
 
@@ -170,10 +194,11 @@ def test_no_commit_touching_the_path_means_no_head_and_no_status_request(
 ):
     github_api.server.add_commit(DOCS_SHA, T0, path_touched=False)
 
-    data = client.poll(github_api.clock.now)
+    data = platform(client, github_api.clock.now)
 
     assert data.head_commit is None
-    assert data.head_statuses == ()
+    assert data.commits == ()
+    assert data.statuses == {}
     assert not any("statuses" in r.path for r in github_api.server.requests)
 
 
@@ -209,12 +234,12 @@ def test_promote_runs_on_the_default_branch_count_when_another_branch_is_watched
         created_at=T0 + 60,
         head_branch="main",
     )
-    client = GitHubClient(dataclasses.replace(github_api.config, branch="release"), timeout=2.0)
+    client = single(dataclasses.replace(github_api.config, branch="release"))
 
-    data = client.poll(github_api.clock.now)
+    data = platform(client, github_api.clock.now)
     client.close()
 
-    assert data.head_commit == Commit(HEAD_SHA, T0)
+    assert data.head_commit is not None and data.head_commit.sha == HEAD_SHA
     assert [r.head_sha for r in data.build_runs] == [HEAD_SHA]
     assert [r.head_sha for r in data.promote_runs] == [DOCS_SHA]
 
@@ -257,7 +282,7 @@ def test_new_and_updated_runs_are_seen_on_the_next_poll(
         runs["promote"], status="completed", conclusion="success", updated_at=T0 + 1400
     )
 
-    data = client.poll(github_api.clock.now)
+    data = platform(client, github_api.clock.now)
 
     assert (data.build_runs[0].id, data.build_runs[0].status) == (new_run, "queued")
     assert data.build_runs[0].conclusion is None
@@ -266,7 +291,9 @@ def test_new_and_updated_runs_are_seen_on_the_next_poll(
         "success",
     )
     assert data.promote_runs[0].updated_at == T0 + 1400
-    assert client.requests_charged == 4 + 2  # only the two runs lists changed
+    # The two runs lists changed, and the newest build's commit brings its statuses request.
+    assert client.requests_charged == 4 + 3
+    assert set(data.statuses) == {HEAD_SHA, new_sha}
 
 
 def test_a_new_head_commit_brings_its_own_statuses(github_api: GitHubApi, client: GitHubClient):
@@ -276,10 +303,11 @@ def test_a_new_head_commit_brings_its_own_statuses(github_api: GitHubApi, client
     github_api.server.add_commit(new_sha, T0 + 3000)
     github_api.server.add_status(new_sha, FLUX_CONTEXT, "error", created_at=T0 + 3100)
 
-    data = client.poll(github_api.clock.now)
+    data = platform(client, github_api.clock.now)
 
-    assert data.head_commit == Commit(new_sha, T0 + 3000)
-    assert data.head_statuses == (CommitStatus(FLUX_CONTEXT, "error", T0 + 3100),)
+    assert data.head_commit == Commit(new_sha, T0 + 3000, f"change {new_sha[:7]}")
+    assert data.statuses[new_sha] == (CommitStatus(FLUX_CONTEXT, "error", T0 + 3100),)
+    assert set(data.statuses) == {new_sha, HEAD_SHA}  # HEAD_SHA: the newest build's commit
 
 
 # --- rate limit ---------------------------------------------------------------------------
@@ -301,9 +329,9 @@ def test_spent_budget_sends_nothing_until_reset(github_api: GitHubApi, client: G
     assert server.request_count == 0
     assert client.rate_limit == RateLimit(5000, 0, reset)
 
-    data = client.poll(clock.advance(1))
+    data = platform(client, clock.advance(1))
 
-    assert data.head_commit == Commit(HEAD_SHA, T0 + 600)
+    assert data.head_commit is not None and data.head_commit.sha == HEAD_SHA
     assert client.rate_limit == RateLimit(5000, 4996, reset + 3600)
 
 
@@ -343,7 +371,7 @@ def test_secondary_rate_limit_pauses_requests(
     assert poll_error(client, start + pause - 1).reason is ErrorReason.RATE_LIMITED
     assert server.request_count == 0
 
-    assert client.poll(start + pause).head_commit == Commit(HEAD_SHA, T0 + 600)
+    assert platform(client, start + pause).head_commit is not None
 
 
 def test_rate_limit_is_kept_after_a_failed_poll(github_api: GitHubApi, client: GitHubClient):
@@ -359,10 +387,10 @@ def test_rate_limit_is_kept_after_a_failed_poll(github_api: GitHubApi, client: G
 
 def test_without_a_token_requests_are_anonymous_and_304s_are_charged(github_api: GitHubApi):
     seed_pipeline(github_api)
-    client = GitHubClient(dataclasses.replace(github_api.config, token=None), timeout=2.0)
+    client = single(dataclasses.replace(github_api.config, token=None))
 
     client.poll(github_api.clock.now)
-    data = client.poll(github_api.clock.now)
+    data = platform(client, github_api.clock.now)
     client.close()
 
     assert all("authorization" not in r.headers for r in github_api.server.requests)
@@ -409,16 +437,15 @@ def test_wrong_token_is_unauthorized(
     assert wrong not in str(error) and wrong not in repr(error)
 
 
-def test_unknown_workflow_file_is_a_config_problem(github_api: GitHubApi):
-    config = dataclasses.replace(github_api.config, promote_workflow="tag-validated.yml")
-    client = GitHubClient(config, timeout=2.0)
+def test_an_unknown_repository_is_a_failure_not_a_finding(github_api: GitHubApi):
+    client = single(dataclasses.replace(github_api.config, repository="owner/typo"))
 
     error = poll_error(client, github_api.clock.now)
     client.close()
 
     assert error.reason is ErrorReason.FORBIDDEN
-    assert "tag-validated.yml" in str(error)
-    assert "404" in str(error)
+    assert "owner/typo" in str(error) and "404" in str(error)
+    assert [r.status for r in github_api.server.requests] == [404]
 
 
 def test_malformed_body_is_bad_response(github_api: GitHubApi, client: GitHubClient):
@@ -434,12 +461,13 @@ def test_server_down_is_unreachable_and_recovers(github_api: GitHubApi, client: 
     assert poll_error(client, github_api.clock.now).reason is ErrorReason.UNREACHABLE
 
     github_api.server.start()
-    assert client.poll(github_api.clock.now).head_commit == Commit(HEAD_SHA, T0 + 600)
+    head = platform(client, github_api.clock.now).head_commit
+    assert head is not None and head.sha == HEAD_SHA
 
 
 def test_slow_server_is_timeout(github_api: GitHubApi):
     github_api.server.response_delay = 0.3
-    client = GitHubClient(github_api.config, timeout=0.05)
+    client = single(github_api.config, timeout=0.05)
 
     error = poll_error(client, github_api.clock.now)
     client.close()
@@ -473,12 +501,159 @@ def test_token_file_is_read_and_a_missing_one_is_unauthorized(
     token_file = tmp_path / "github-token"
     token_file.write_text(github_api.token + "\n")
     config = dataclasses.replace(github_api.config, token=SecretRef(file=token_file))
-    client = GitHubClient(config, timeout=2.0)
+    client = single(config)
 
-    assert client.poll(github_api.clock.now).head_commit == Commit(HEAD_SHA, T0 + 600)
+    assert platform(client, github_api.clock.now).head_commit is not None
     token_file.unlink()
     error = poll_error(client, github_api.clock.now)
     client.close()
 
     assert error.reason is ErrorReason.UNAUTHORIZED
     assert str(token_file) in str(error)
+
+
+# --- findings: absent workflows, the stable-only flow -------------------------------------
+
+
+@pytest.mark.parametrize("absent", ["build_workflow", "promote_workflow"])
+def test_an_absent_workflow_is_a_finding_not_a_failure(github_api: GitHubApi, absent: str):
+    seed_pipeline(github_api)
+    client = single(dataclasses.replace(github_api.config, **{absent: "renamed.yaml"}))
+
+    data = platform(client, github_api.clock.now)
+    client.close()
+
+    missing = [r for r in github_api.server.requests if "renamed.yaml" in r.path]
+    assert [r.status for r in missing] == [404]
+    assert data.build_workflow_found is (absent != "build_workflow")
+    assert data.promote_workflow_found is (absent != "promote_workflow")
+    assert (len(data.build_runs), len(data.promote_runs)) == (
+        (0, 1) if absent == "build_workflow" else (2, 0)
+    )
+    assert data.head_commit is not None and set(data.statuses) == {HEAD_SHA}
+
+
+def test_without_a_tag_workflow_it_is_never_asked_for(github_api: GitHubApi):
+    seed_pipeline(github_api)
+    client = single(dataclasses.replace(github_api.config, promote_workflow=None))
+
+    data = platform(client, github_api.clock.now)
+    client.close()
+
+    assert data.promote_workflow_found is None
+    assert data.promote_runs == ()
+    assert data.build_workflow_found is True and len(data.build_runs) == 2
+    assert not any(PROMOTE_WORKFLOW in r.path for r in github_api.server.requests)
+    assert len(github_api.server.requests) == 3  # commits, build runs, statuses
+
+
+# --- commits, messages and statuses -------------------------------------------------------
+
+
+def test_commits_carry_their_messages_newest_first(github_api: GitHubApi, client: GitHubClient):
+    server = github_api.server
+    skip = "chore: bump chart\n\n[skip ci]\nSigned-off-by: Dev <dev@example.com>"
+    server.add_commit(OLD_SHA, T0, message="feat: add the platform")
+    server.add_commit(DOCS_SHA, T0 + 60, path_touched=False, message="docs: readme")
+    server.add_commit(HEAD_SHA, T0 + 120, message=skip)
+
+    data = platform(client, github_api.clock.now)
+
+    assert data.commits == (
+        Commit(HEAD_SHA, T0 + 120, skip),
+        Commit(OLD_SHA, T0, "feat: add the platform"),
+    )
+    assert data.head_commit == data.commits[0]
+    (commits_request,) = [r for r in server.requests if r.path.endswith("/commits")]
+    assert commits_request.query == {"sha": "main", "per_page": "20", "path": "kubernetes"}
+
+
+def test_statuses_are_read_for_the_head_and_the_newest_builds_commit(
+    github_api: GitHubApi, client: GitHubClient
+):
+    server = github_api.server
+    server.add_commit(HEAD_SHA, T0)
+    # A merge the path filter does not list (see the report on history simplification):
+    # the push build runs on the merge commit, the newest path commit is the PR's.
+    server.add_run(
+        BUILD_WORKFLOW,
+        MERGE_SHA,
+        event="push",
+        status="completed",
+        conclusion="success",
+        created_at=T0 + 60,
+    )
+    server.add_status(HEAD_SHA, FLUX_CONTEXT, "pending", created_at=T0 + 30)
+    server.add_status(MERGE_SHA, FLUX_CONTEXT, "success", created_at=T0 + 90)
+
+    data = platform(client, github_api.clock.now)
+
+    assert data.statuses == {
+        HEAD_SHA: (CommitStatus(FLUX_CONTEXT, "pending", T0 + 30),),
+        MERGE_SHA: (CommitStatus(FLUX_CONTEXT, "success", T0 + 90),),
+    }
+    assert data.build_runs[0].display_title == BUILD_WORKFLOW.rsplit(".", 1)[0]
+
+
+# --- several pipelines on one repository --------------------------------------------------
+
+
+def test_pipelines_sharing_a_repository_share_identical_requests(github_api: GitHubApi):
+    seed_pipeline(github_api)
+    apps = dataclasses.replace(github_api.config, watch_path="apps/", promote_workflow=None)
+    client = GitHubClient(
+        {"platform": github_api.config, "mirror": github_api.config, "apps": apps}, timeout=2.0
+    )
+
+    data = client.poll(github_api.clock.now)
+    client.close()
+
+    assert set(data) == {"platform", "mirror", "apps"}
+    assert data["mirror"] == data["platform"]
+    paths = [(r.path, r.query.get("path")) for r in github_api.server.requests]
+    assert len(paths) == len(set(paths)) == 5  # 2 commit lists, 2 runs lists, 1 statuses
+    assert data["apps"].head_commit is not None  # the fake's path filter is path-blind
+    assert data["apps"].promote_workflow_found is None
+    assert data["apps"].build_runs == data["platform"].build_runs
+
+
+def test_a_second_pipeline_adds_only_its_own_commit_list_to_an_unchanged_poll(
+    github_api: GitHubApi,
+):
+    seed_pipeline(github_api)
+    apps = dataclasses.replace(github_api.config, watch_path="apps/")
+    client = GitHubClient({"platform": github_api.config, "apps": apps}, timeout=2.0)
+    client.poll(github_api.clock.now)
+    github_api.server.clear_requests()
+
+    client.poll(github_api.clock.now)
+    client.close()
+
+    assert [r.status for r in github_api.server.requests] == [304] * 5
+
+
+def test_a_404_shared_by_two_pipelines_is_asked_once(github_api: GitHubApi):
+    config = dataclasses.replace(github_api.config, promote_workflow="tag-validated.yml")
+    apps = dataclasses.replace(config, watch_path="apps/")
+    client = GitHubClient({"platform": config, "apps": apps}, timeout=2.0)
+
+    data = client.poll(github_api.clock.now)
+    client.close()
+
+    assert [d.promote_workflow_found for d in data.values()] == [False, False]
+    missing = [r for r in github_api.server.requests if "tag-validated.yml" in r.path]
+    assert [r.status for r in missing] == [404]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"repository": "owner/other"}, {"branch": "release"}, {"url": "http://127.0.0.1:1"}],
+)
+def test_one_client_polls_one_repository_through_one_connection(
+    github_api: GitHubApi, change: dict[str, str]
+):
+    other = dataclasses.replace(github_api.config, **change)
+    with pytest.raises(ValueError, match="one repository"):
+        GitHubClient({"platform": github_api.config, "apps": other}, timeout=2.0)
+    with pytest.raises(ValueError, match="at least one"):
+        GitHubClient({}, timeout=2.0)

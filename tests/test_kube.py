@@ -17,16 +17,19 @@ from exporter.config import ClusterConfig
 from exporter.kube import (
     KubeClient,
     api_error,
+    canary_interval,
     check_health,
     connection_error,
-    count_helm_releases,
+    go_duration,
     missing_from_not_found,
     parse_alert,
     parse_canary,
+    parse_helm_release,
     parse_kustomization,
     parse_oci_repository,
     parse_provider,
     parse_uptime,
+    schedule_period,
 )
 from exporter.simulator import flux_objects as fo
 from exporter.simulator.kubeapi import (
@@ -36,13 +39,16 @@ from exporter.simulator.kubeapi import (
     FLUX_2_8,
     FakeKubeAPI,
 )
+from exporter.simulator.lab import Lab
+from exporter.simulator.scenarios import SCENARIOS_BY_NAME, play
 from exporter.snapshot import (
     CanaryCheck,
+    ClusterData,
     ClusterWants,
     Condition,
     ErrorReason,
     EventSource,
-    HelmReleaseCounts,
+    HelmReleaseStatus,
     HistoryEntry,
     Missing,
     ObjectRef,
@@ -340,34 +346,38 @@ def test_builder_writes_uptime_as_canary_checker_does(passed: int, failed: int) 
 
 
 @pytest.mark.parametrize(
-    ("passed", "failed", "error", "last_run_failed", "healthy"),
+    ("passed", "failed", "error", "sole_result", "healthy"),
     [
-        (None, None, None, True, None),
-        (10, 0, None, True, True),
-        (0, 8, None, False, False),
-        (10, 2, None, False, True),
-        (10, 2, None, True, False),
-        (10, 0, "connection refused", False, False),
+        (None, None, None, False, None),
+        (10, 0, None, False, True),
+        (0, 8, None, True, False),
+        (10, 2, None, None, None),  # a mixed hour in a canary of several checks cannot tell
+        (10, 2, None, True, True),
+        (10, 2, None, False, False),
+        (10, 0, "connection refused", True, False),
     ],
 )
 def test_check_health_rule(
     passed: int | None,
     failed: int | None,
     error: str | None,
-    last_run_failed: bool,
+    sole_result: bool | None,
     healthy: bool | None,
 ) -> None:
-    assert check_health(passed, failed, error, last_run_failed) is healthy
+    assert check_health(passed, failed, error, sole_result) is healthy
 
 
 def test_canary_checks_are_mapped_from_uuids_back_to_names() -> None:
     data = parse_canary(CANARY_OBJECT)
 
     last_check = parse_timestamp("2025-06-02T09:40:00Z")
+    # The canary says Failed, but its flux-pods-healthy entry only has a mixed hour: which of
+    # the two checks failed last, the CR does not say.
     assert data.checks == (
-        CanaryCheck("flux-pods-healthy", False, 10, 8, last_check, ""),
+        CanaryCheck("flux-pods-healthy", None, 10, 8, last_check, ""),
         CanaryCheck("kubernetes-api", True, 60, 0, last_check, ""),
     )
+    assert (data.last_check, data.interval_seconds) == (last_check, 60.0)
 
 
 def test_canary_check_without_data_is_unknown_not_zero() -> None:
@@ -393,6 +403,82 @@ def test_canary_mixed_hour_after_a_passing_run_is_healthy() -> None:
     (check,) = parse_canary(raw).checks
 
     assert (check.healthy, check.passed_1h, check.failed_1h) == (True, 50, 3)
+
+
+def test_canary_mixed_hour_of_the_only_check_takes_the_canarys_latest_result() -> None:
+    raw = fo.canary(checks={"kubernetes-api": fo.CheckRun(passed=50, failed=3, last_passed=False)})
+
+    (check,) = parse_canary(raw).checks
+
+    assert raw["status"]["status"] == "Failed"
+    assert check.healthy is False
+
+
+def test_a_failing_check_never_decides_its_neighbour() -> None:
+    """The old rule read a mixed hour through the canary's Failed status: a passing check was
+    reported failing beside the one that failed."""
+    raw = fo.canary(
+        checks={
+            "kubernetes-api": fo.CheckRun(passed=58, failed=2, last_passed=True),
+            "flux-pods-healthy": fo.CheckRun(failed=60, error="pod source-controller not ready"),
+        }
+    )
+
+    checks = {check.name: check.healthy for check in parse_canary(raw).checks}
+
+    assert raw["status"]["status"] == "Failed"
+    assert raw["status"]["errorMessage"] == "pod source-controller not ready"
+    assert checks == {"flux-pods-healthy": False, "kubernetes-api": None}
+
+
+def test_canary_without_a_run_has_no_last_check() -> None:
+    raw = {k: v for k, v in fo.canary().items() if k != "status"}
+
+    data = parse_canary(raw)
+
+    assert (data.checks, data.last_check, data.interval_seconds) == ((), None, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "seconds"),
+    [
+        ({"schedule": "@every 1m"}, 60.0),
+        ({"schedule": "@every 1m30s"}, 90.0),
+        ({"schedule": "@every 1.5h"}, 5400.0),
+        ({"schedule": "@every 500ms"}, 0.5),
+        ({"schedule": "@every soon"}, None),
+        ({"schedule": "@every 0s"}, None),
+        ({"schedule": "@hourly"}, 3600.0),
+        ({"schedule": "@daily"}, 86400.0),
+        ({"schedule": "@monthly"}, None),
+        ({"schedule": "* * * * *"}, 60.0),
+        ({"schedule": "*/5 * * * *"}, 300.0),
+        ({"schedule": "0,10,40 * * * *"}, 1800.0),
+        ({"schedule": "15 */6 * * *"}, 6 * 3600.0),
+        ({"schedule": "CRON_TZ=Europe/Berlin 0 3 * * *"}, 86400.0),
+        # The upstream type's own example: the longest gap is 06:30 to 20:30.
+        ({"schedule": "30 3-6,20-23 * * *"}, 14 * 3600.0),
+        ({"schedule": "0 9 * * mon-fri"}, 3 * 86400.0),
+        ({"schedule": "0 9 1 * *"}, None),
+        ({"schedule": "61 * * * *"}, None),
+        ({"schedule": "* * *"}, None),
+        ({"schedule": "@every 2m", "interval": 30}, 120.0),  # schedule wins, as GetSchedule
+        ({"interval": 30}, 30.0),
+        ({"interval": "30"}, None),
+        ({}, None),
+    ],
+)
+def test_canary_interval_reads_the_schedule_as_canary_checker_does(
+    spec: dict[str, object], seconds: float | None
+) -> None:
+    assert canary_interval(spec) == seconds
+
+
+def test_go_durations_and_schedules_reject_what_go_rejects() -> None:
+    assert go_duration("1h2m3s") == 3723.0
+    assert go_duration("1x") is None
+    assert go_duration("") is None
+    assert schedule_period("@reboot") is None
 
 
 def test_canary_per_check_error_message_marks_the_check_failing() -> None:
@@ -432,12 +518,33 @@ def test_alert_severity_defaults_to_info_as_the_crd_does() -> None:
     assert parse_alert(raw).event_severity == "info"
 
 
-def test_helm_releases_count_ready_condition_true_only() -> None:
-    unknown = fo.helm_release("c", ready="Unknown", reason="Progressing", message="upgrading")
-    no_status = {k: v for k, v in fo.helm_release("d").items() if k != "status"}
-    items = [fo.helm_release("a"), fo.helm_release("b", ready=False), unknown, no_status]
+def test_helm_release_ready_is_read_as_helm_controller_summarizes_it() -> None:
+    unknown = fo.helm_release("c", "apps", ready="Unknown", reason="Progressing", message="x")
+    no_status = {k: v for k, v in fo.helm_release("d", "apps").items() if k != "status"}
 
-    assert count_helm_releases(items) == HelmReleaseCounts(ready=1, total=4)
+    assert parse_helm_release(fo.helm_release("a", "apps")) == HelmReleaseStatus(
+        "apps",
+        "a",
+        True,
+        "UpgradeSucceeded",
+        "Helm upgrade succeeded for release apps/a.v3 with chart podinfo@6.7.1",
+    )
+    assert parse_helm_release(fo.helm_release("b", "apps", ready=False)) == HelmReleaseStatus(
+        "apps",
+        "b",
+        False,
+        "UpgradeFailed",
+        "Helm upgrade failed for release apps/b with chart podinfo@6.7.1: "
+        "context deadline exceeded",
+    )
+    assert parse_helm_release(unknown) == HelmReleaseStatus("apps", "c", None, "Progressing", "x")
+    assert parse_helm_release(no_status) == HelmReleaseStatus("apps", "d", None, "", "")
+
+
+def test_helm_release_message_is_bounded() -> None:
+    raw = fo.helm_release("a", ready=False, message="resource Deployment/apps/a not ready " * 50)
+
+    assert len(parse_helm_release(raw).message) == 300
 
 
 @pytest.mark.parametrize(
@@ -627,7 +734,11 @@ def test_every_kind_is_read_through_the_official_client(kube_api: RunningKubeAPI
     ]
     assert data.alerts[ALERT].provider_name == "github-dispatch"
     assert data.providers[PROVIDER].type == "githubdispatch"
-    assert data.helm_releases == HelmReleaseCounts(ready=1, total=2)
+    assert [(r.name, r.ready, r.reason) for r in data.helm_releases] == [
+        ("podinfo", True, "UpgradeSucceeded"),
+        ("redis", False, "UpgradeFailed"),
+    ]
+    assert data.canaries[CANARY].last_check == parse_timestamp(fo.DEFAULT_TIME)
 
 
 def test_each_group_version_is_discovered_once_per_poll(kube_api: RunningKubeAPI) -> None:
@@ -670,7 +781,7 @@ def test_missing_crd_is_told_apart_from_missing_object(kube_api_factory: KubeAPI
 
     assert data.oci_repositories == {elsewhere: Missing.NOT_FOUND}
     assert data.canaries == {CANARY: Missing.CRD_MISSING}
-    assert data.helm_releases == HelmReleaseCounts(ready=0, total=0)
+    assert data.helm_releases == ()
 
 
 def test_cluster_without_flux_reports_every_crd_missing(kube_api_factory: KubeAPIFactory) -> None:
@@ -708,9 +819,10 @@ def test_canary_uuid_mapping_and_missing_uptime_through_the_api(kube_api: Runnin
 
     (canary,) = poll(kube_api, ClusterWants(canaries=frozenset({CANARY}))).canaries.values()
 
+    # The canary's status came from kubernetes-api, but with two checks nothing says so.
     assert [(c.name, c.healthy, c.passed_1h, c.failed_1h) for c in canary.checks] == [
         ("flux-pods-healthy", None, None, None),
-        ("kubernetes-api", True, 58, 2),
+        ("kubernetes-api", None, 58, 2),
     ]
 
 
@@ -720,7 +832,10 @@ def test_helm_releases_are_counted_across_pages(kube_api: RunningKubeAPI) -> Non
 
     data = poll(kube_api, ClusterWants())
 
-    assert data.helm_releases == HelmReleaseCounts(ready=251, total=501)
+    assert not isinstance(data.helm_releases, Missing)
+    assert len(data.helm_releases) == 501
+    assert sum(1 for release in data.helm_releases if release.ready) == 251
+    assert data.helm_releases[0].name == "release-000"
     lists = [r for r in kube_api.server.requests if r.path.endswith("/helmreleases")]
     assert len(lists) == 2
 
@@ -959,3 +1074,47 @@ def test_a_crd_installed_later_is_found_on_the_next_poll(
         assert client.poll(canary_only).canaries[CANARY] is Missing.NOT_FOUND
     finally:
         client.close()
+
+
+# --- the simulator's canary and HelmRelease breaks, read back through the client -------------
+
+SCENARIO_END = 1_793_534_400.0
+
+
+def _play_and_poll_live(name: str) -> ClusterData:
+    with Lab(start=SCENARIO_END - 3 * 86400) as lab:
+        play(lab.sim, SCENARIOS_BY_NAME[name], SCENARIO_END)
+        client = KubeClient(lab.config().clusters["live"], 2.0)
+        try:
+            return client.poll(ClusterWants(canaries=frozenset({CANARY})))
+        finally:
+            client.close()
+
+
+def test_neighbour_failing_scenario_fails_only_the_failing_check() -> None:
+    canary = _play_and_poll_live("canary-neighbour-failing").canaries[CANARY]
+
+    assert not isinstance(canary, Missing)
+    assert {c.name: (c.healthy, c.failed_1h) for c in canary.checks} == {
+        "flux-pods-healthy": (False, 60),
+        "kubernetes-api": (None, 2),
+    }
+    assert canary.last_check == SCENARIO_END
+
+
+def test_stopped_canary_keeps_a_last_check_from_days_ago() -> None:
+    canary = _play_and_poll_live("canary-stopped").canaries[CANARY]
+
+    assert not isinstance(canary, Missing) and canary.last_check is not None
+    assert SCENARIO_END - canary.last_check > 86400
+    assert canary.interval_seconds == 60.0
+
+
+def test_missing_canary_and_failing_helm_release_scenarios() -> None:
+    assert _play_and_poll_live("canary-missing").canaries[CANARY] is Missing.NOT_FOUND
+    releases = _play_and_poll_live("live-helmrelease-failing").helm_releases
+
+    assert not isinstance(releases, Missing)
+    assert [(r.namespace, r.name, r.ready, r.reason) for r in releases] == [
+        ("apps", "podinfo", False, "UpgradeFailed")
+    ]

@@ -233,6 +233,7 @@ def test_every_alert_is_actionable(groups: list[dict]) -> None:
             '(c:d{node=~"e|f", status!="ok"} offset 5m == 1)',
             {"a_b", "c:d"},
         ),
+        ('(max_over_time(a_b{node=~"e|f", status="ok"}[3m]) == 0)', {"a_b"}),
     ],
 )
 def test_metric_names_are_extracted_from_promql(expr: str, names: set[str]) -> None:
@@ -245,7 +246,8 @@ def test_every_metric_an_alert_reads_is_documented(groups: list[dict]) -> None:
     for rule in _alerts(groups):
         used |= metric_names(rule["expr"])
         # The descriptions look versions up with `query`; those queries read metrics too.
-        for query in re.findall(r"`([^`]+)`", rule["annotations"]["description"]):
+        # Only printf's argument is a query; other backticks in the prose are not PromQL.
+        for query in re.findall(r"printf `([^`]+)`", rule["annotations"]["description"]):
             used |= metric_names(query)
     assert "promotion_tree_node_status" in used
     assert "promotion_version_info" in used
@@ -275,7 +277,50 @@ def test_generate_rules_applies_thresholds_and_for_override(tmp_path: Path) -> N
         if rule["alert"] != "PromotionLagHigh":
             expected = dict(shipped[rule["alert"]])
             expected.pop("for", None)
+            # Without for: there is no pending state a blip could reset: earlier nodes silence
+            # at once.
+            if "max_over_time" in expected["expr"]:
+                assert "max_over_time" not in rule["expr"]
+                assert 'status!="ok"} == 1)' in rule["expr"]
+                expected["expr"] = rule["expr"]
             assert rule == expected, rule["alert"]
+
+
+def _tree_exprs(groups: list[dict]) -> dict[str, str]:
+    return {
+        rule["alert"]: rule["expr"]
+        for group in groups
+        if group["name"].endswith("-tree")
+        for rule in group["rules"]
+    }
+
+
+def test_earlier_nodes_silence_later_ones_only_after_the_suppression_window(
+    groups: list[dict],
+) -> None:
+    exprs = _tree_exprs(groups)
+    assert "unless" not in exprs["PromotionBuildFailing"]
+    assert "unless" not in exprs["PromotionStableTagMissing"]
+    assert exprs["PromotionValidationNotDispatched"].endswith(
+        '\nunless on (pipeline)\n(max_over_time(promotion_tree_node_status{tree="integration", '
+        'node=~"build_succeeded|artifact_in_registry|integration_source_selects_candidate|'
+        'integration_source_ready|integration_source_current|integration_applied", '
+        'status="ok"}[3m]) == 0)'
+    )
+    later = [expr for alert, expr in exprs.items() if "unless" in expr]
+    assert len(later) == len(exprs) - 2
+    assert all('status="ok"}[3m]) == 0)' in expr for expr in later)
+
+
+def test_generate_rules_applies_the_suppression_window(tmp_path: Path) -> None:
+    flags = ("--suppression-window", "1m", "--node-for", "PromotionLivePinned=2m")
+    assert _generate(tmp_path, *flags) == 0
+    exprs = _tree_exprs(_load(tmp_path / PLAIN_RULES_FILE)["groups"])
+    assert 'status="ok"}[1m]) == 0)' in exprs["PromotionLivePinned"]
+    assert _generate(tmp_path, "--suppression-window", "0s") == 0
+    exprs = _tree_exprs(_load(tmp_path / PLAIN_RULES_FILE)["groups"])
+    assert 'node=~"build_succeeded", status!="ok"} == 1)' in exprs["PromotionArtifactMissing"]
+    assert not any("max_over_time" in expr for expr in exprs.values())
 
 
 @pytest.mark.parametrize(
@@ -285,6 +330,18 @@ def test_generate_rules_applies_thresholds_and_for_override(tmp_path: Path) -> N
         (("--node-for", "NoSuchAlert=1m"), "--node-for names no tree alert: NoSuchAlert"),
         (("--node-for", "PromotionArtifactMissing"), "is not ALERT=DURATION"),
         (("--node-for", "PromotionArtifactMissing=soon"), "'soon' is not a duration"),
+        (("--suppression-window", "soon"), "'soon' is not a duration"),
+        (
+            ("--suppression-window", "5m"),
+            "--suppression-window 5m must be shorter than every tree for: "
+            "(PromotionBuildFailing has 5m)",
+        ),
+        (
+            ("--node-for", "PromotionLivePinned=3m"),
+            "--suppression-window 3m must be shorter than every tree for: "
+            "(PromotionLivePinned has 3m)",
+        ),
+        (("--for-override", "1m"), "(PromotionBuildFailing has 1m)"),
     ],
 )
 def test_generate_rules_rejects_bad_input(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from exporter.model import NODE_FACTS
+from exporter.facts import NODE_FACTS
 from exporter.rules import PLAIN_RULES_FILE, RuleOptions, render_files
 from exporter.simulator.scenarios import SCENARIOS
-from exporter.trees import TREES, tree_nodes
+from exporter.trees import TREES, Wiring, tree_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = [(tree, index, node) for tree in TREES for index, node in enumerate(tree.nodes)]
@@ -48,11 +48,17 @@ def test_every_node_has_a_runbook_section_with_its_question_and_commands() -> No
             assert cause in section
 
 
-def test_nodes_needing_github_are_absent_without_it() -> None:
+def test_nodes_are_absent_without_their_wiring() -> None:
+    everything = frozenset(Wiring)
     for tree in TREES:
-        without = tree_nodes(tree, has_github=False)
-        assert all(not node.needs_github for node in without)
-        assert len(tree_nodes(tree, has_github=True)) == len(tree.nodes)
+        assert tree_nodes(tree, everything) == tree.nodes
+        for missing in Wiring:
+            present = tree_nodes(tree, everything - {missing})
+            assert all(missing not in node.requires for node in present)
+    absent = {n.id for tree in TREES for n in tree.nodes} - {
+        n.id for tree in TREES for n in tree_nodes(tree, frozenset())
+    }
+    assert absent == {"build_succeeded", "validation_dispatched", "validation_succeeded"}
 
 
 def test_the_scenarios_cover_every_alert_of_the_catalogue() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.versions import Constraint, ConstraintError, Version, compare, select_highest
 
-_VECTORS = Path("shared/reference/semver/masterminds-vectors.json")
+_VECTORS = Path("tests/vendor/masterminds-vectors.json")
 
 
 def _load_vectors() -> dict:

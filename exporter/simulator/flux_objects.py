@@ -499,25 +499,28 @@ def helm_release(
     transition: Timestamp = DEFAULT_TIME,
     generation: int = 1,
 ) -> dict[str, Any]:
-    """A HelmRelease (v2); only its Ready condition matters to the exporter."""
+    """A HelmRelease (v2) as helm-controller's summarize leaves it: Ready mirrors Released,
+    with upgrade.go's fmtUpgradeSuccess ("release ns/name.vN") or fmtUpgradeFailure ("release
+    ns/name", then Helm's error: a wait for the release's resources that timed out)."""
     is_ready = ready is True or ready == "True"
-    release = f"{namespace}/{name}.v3"
     if is_ready:
         reason = reason or "UpgradeSucceeded"
-        message = (
-            message
-            or f"Helm upgrade succeeded for release {release} with chart {chart}@{chart_version}"
+        message = message or (
+            f"Helm upgrade succeeded for release {namespace}/{name}.v3 with chart "
+            f"{chart}@{chart_version}"
         )
     else:
         reason = reason or "UpgradeFailed"
-        message = (
-            message
-            or f"Helm upgrade failed for release {release} with chart "
+        message = message or (
+            f"Helm upgrade failed for release {namespace}/{name} with chart "
             f"{chart}@{chart_version}: context deadline exceeded"
         )
-    ready_condition = condition(
-        "Ready", ready, reason, message, at=transition, observed_generation=generation
-    )
+    # While it reconciles (Ready=Unknown) the last release attempt's Released is not known here.
+    kinds = ("Ready",) if ready == "Unknown" else ("Ready", "Released")
+    conditions = [
+        condition(kind, ready, reason, message, at=transition, observed_generation=generation)
+        for kind in kinds
+    ]
     return {
         "apiVersion": HELM_RELEASE_V2,
         "kind": "HelmRelease",
@@ -537,7 +540,7 @@ def helm_release(
         },
         "status": {
             "observedGeneration": generation,
-            "conditions": [ready_condition],
+            "conditions": conditions,
             "lastAttemptedRevision": chart_version,
             "lastAttemptedReleaseAction": "upgrade",
         },

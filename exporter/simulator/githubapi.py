@@ -37,6 +37,7 @@ class _Commit:
     date: str
     branch: str
     path_touched: bool
+    message: str
 
 
 @dataclass
@@ -139,15 +140,27 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
     # --- state -------------------------------------------------------------------------
 
     def add_workflow(self, workflow_file: str) -> None:
+        """A workflow never added (nor given a run) is absent: its runs list is a 404."""
         with self._lock:
             self._workflows.add(workflow_file)
 
     def add_commit(
-        self, sha: str, date: Timestamp, path_touched: bool = True, branch: str | None = None
+        self,
+        sha: str,
+        date: Timestamp,
+        path_touched: bool = True,
+        branch: str | None = None,
+        message: str | None = None,
     ) -> None:
         """A new head of the branch; path_touched says whether it touches the watched path."""
         with self._lock:
-            commit = _Commit(sha, _rfc3339(date), branch or self.default_branch, path_touched)
+            commit = _Commit(
+                sha,
+                _rfc3339(date),
+                branch or self.default_branch,
+                path_touched,
+                f"change {sha[:7]}" if message is None else message,
+            )
             self._commits.append(commit)
 
     def add_run(
@@ -327,7 +340,7 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
             "commit": {
                 "author": person,
                 "committer": person,
-                "message": f"change {commit.sha[:7]}",
+                "message": commit.message,
                 "tree": {"sha": hashlib.sha1(commit.sha.encode()).hexdigest(), "url": api},
                 "url": f"{api}/git/commits/{commit.sha}",
                 "comment_count": 0,
@@ -349,7 +362,7 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
             "head_branch": run.head_branch,
             "head_sha": run.head_sha,
             "path": f".github/workflows/{run.workflow_file}",
-            "display_title": f"run {run.run_number}",
+            "display_title": self._display_title(run),
             "run_number": run.run_number,
             "event": run.event,
             "status": run.status,
@@ -362,6 +375,14 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
             "run_attempt": 1,
             "run_started_at": run.run_started_at,
         }
+
+    def _display_title(self, run: _Run) -> str:
+        """GitHub titles a push run with its head commit's subject; others here by workflow."""
+        if run.event == "push":
+            for commit in self._commits:
+                if commit.sha == run.head_sha:
+                    return commit.message.split("\n", 1)[0]
+        return run.workflow_file.rsplit(".", 1)[0]
 
     def _status_json(self, status: _Status) -> dict[str, Any]:
         return {

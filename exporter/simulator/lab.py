@@ -37,6 +37,7 @@ class Lab:
         use_distribution: bool = False,
         flow: str = "rc",
         interval: str = "30s",
+        provider_type: str = "githubdispatch",
     ) -> None:
         self.pipeline = pipeline
         self.interval = interval
@@ -52,6 +53,7 @@ class Lab:
         self.github_token = f"ghp_{secrets.token_hex(18)}"
         self.github = FakeGitHub(GITHUB_REPOSITORY, token=self.github_token, clock=self.clock)
         self.flow = flow
+        self.provider_type = provider_type
         self._start = time.time() if start is None else start
         self.sim: PipelineSimulator | None = None
         self.registry_host = ""
@@ -65,7 +67,8 @@ class Lab:
             api.start()
         self.registry_host = self.registry.url.split("://", 1)[1]
         self.github.start()
-        for workflow in (BUILD_WORKFLOW, PROMOTE_WORKFLOW):
+        # The stable-only flow has no tag workflow at all: GitHub answers 404 for it.
+        for workflow in (BUILD_WORKFLOW, PROMOTE_WORKFLOW)[: 2 if self.flow == "rc" else 1]:
             self.github.add_workflow(workflow)
         self.sim = PipelineSimulator(
             registry_url=self.registry.url,
@@ -75,6 +78,7 @@ class Lab:
             github=self.github,
             start=self._start,
             flow=self.flow,
+            provider_type=self.provider_type,
         )
         return self
 
@@ -110,7 +114,7 @@ class Lab:
         token_file.write_text(self.github_token)
         token_file.chmod(0o600)
         host = self.registry_host
-        return {
+        config: dict[str, Any] = {
             "interval": self.interval,
             "timeout": "5s",
             "github": {
@@ -134,6 +138,10 @@ class Lab:
                 }
             ],
         }
+        if self.flow != "rc":
+            config["github"]["promote_workflow"] = None
+            config["pipelines"][0].update(alert=None, provider=None)
+        return config
 
     def config(self) -> Config:
         return parse_config(self.config_dict())

@@ -15,10 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 from exporter.simulator import flux_objects as flux
+from exporter.simulator import flux_select
 from exporter.simulator.githubapi import FakeGitHub
 from exporter.simulator.kubeapi import FakeKubeAPI
 from exporter.simulator.oci import push_flux_artifact, tag_artifact
-from exporter.versions import Constraint, Version, select_highest
 
 BUILD_WORKFLOW = "build-platform-artifact.yaml"
 PROMOTE_WORKFLOW = "tag-validated-artifact.yaml"
@@ -36,6 +36,8 @@ class Break(StrEnum):
     INTEGRATION_AUTH = "integration-auth"
     INTEGRATION_SUSPENDED = "integration-suspended"
     INTEGRATION_RECONCILE = "integration-reconcile"
+    # kustomize-controller's Ready=Unknown "Reconciliation in progress" at the poll.
+    INTEGRATION_PROGRESSING = "integration-progressing"
     DISPATCH_DROPPED = "dispatch-dropped"  # fluxcd/flux2#3933, or a token without repo scope
     ALERT_MISCONFIGURED = "alert-misconfigured"
     PROMOTE_FAILS = "promote-fails"
@@ -46,6 +48,9 @@ class Break(StrEnum):
     LIVE_SUSPENDED = "live-suspended"
     LIVE_RECONCILE = "live-reconcile"
     CANARY_FAILING = "canary-failing"
+    CANARY_STOPPED = "canary-stopped"  # canary-checker stopped: live's lastCheck stays frozen
+    CANARY_MISSING = "canary-missing"  # live's Canary deleted
+    HELM_RELEASE_FAILING = "helm-release-failing"  # a HelmRelease in live: Ready=False
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Build:
     version: str
     digest: str
     created: float
+    content: str  # what the manifests are: equal content, equal manifests digest
 
     @property
     def short(self) -> str:
@@ -71,6 +77,7 @@ class _Stage:
     applied: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     legacy_flux: bool = False  # Flux 2.5: OCIRepository v1beta2, no Kustomization history
+    pin: str | None = None  # spec.ref.tag set by hand, without semver
 
 
 class PipelineSimulator:
@@ -87,6 +94,7 @@ class PipelineSimulator:
         start: float,
         flow: str = "rc",
         registry_auth: tuple[str, str] | None = None,
+        provider_type: str = "githubdispatch",
     ) -> None:
         self.registry_url = registry_url
         self.repository = repository
@@ -94,6 +102,8 @@ class PipelineSimulator:
         self.github = github
         self.now = start
         self.flow = flow
+        self.provider_type = provider_type  # githubdispatch, or github (commit status)
+        self.reproducible = False  # flux push artifact --reproducible: created is the epoch
         self.auth = registry_auth
         self.breaks: set[Break] = set()
         self.builds: list[Build] = []
@@ -113,15 +123,15 @@ class PipelineSimulator:
 
     # --- GitHub and the build -------------------------------------------------------------
 
-    def merge(self) -> str:
+    def merge(self, message: str = "Update platform manifests") -> str:
         """A PR touching kubernetes/ lands on main."""
         self._commits += 1
         sha = hashlib.sha1(f"{self.repository}:{self._commits}".encode()).hexdigest()
-        self.github.add_commit(sha, flux.rfc3339(self.now))
+        self.github.add_commit(sha, flux.rfc3339(self.now), message=message)
         self.head = sha
         return sha
 
-    def build(self) -> Build | None:
+    def build(self, same_manifests_as: Build | None = None) -> Build | None:
         """The build workflow: version from the highest stable tag, push, tag."""
         if Break.BUILD_NOT_TRIGGERED in self.breaks or self.head is None:
             return None
@@ -138,17 +148,18 @@ class PipelineSimulator:
         if failed:
             return None
         version = self._next_version()
+        content = same_manifests_as.content if same_manifests_as else f"manifests of {self.head}"
         digest = push_flux_artifact(
             self.registry_url,
             self.repository,
             version,
             revision=flux.git_revision(self.head),
             source="https://github.com/owner/homelab",
-            created=flux.rfc3339(self.now),
+            created=flux.rfc3339(0 if self.reproducible else self.now),
             content={"version.txt": version.encode()},
             auth=self.auth,
         )
-        build = Build(self.head, version, digest, self.now)
+        build = Build(self.head, version, digest, self.now, content)
         self.builds.append(build)
         self.tags[version] = digest
         extra = ("sha", "integration") if self.flow == "rc" else ("sha", "validated")
@@ -157,9 +168,10 @@ class PipelineSimulator:
         return build
 
     def _next_version(self) -> str:
-        stable = [v for v in map(Version.parse, self.tags) if v and not v.is_prerelease]
-        top = max(stable, default=Version.parse("0.0.0"))
-        base = f"{top.major}.{top.minor}.{top.patch + 1}"
+        versions = (flux_select.parse_version(tag) for tag in self.tags)
+        stable = [(v.major, v.minor, v.patch) for v in versions if v and not v.prerelease]
+        major, minor, patch = max(stable, default=(0, 0, 0))
+        base = f"{major}.{minor}.{patch + 1}"
         if self.flow != "rc":
             return base
         candidates = sum(1 for tag in self.tags if tag.startswith(f"{base}-rc."))
@@ -168,6 +180,10 @@ class PipelineSimulator:
     def _tag(self, build: Build, tag: str) -> None:
         tag_artifact(self.registry_url, self.repository, build.digest, tag, auth=self.auth)
         self.tags[tag] = build.digest
+
+    def pin(self, stage_name: str, tag: str) -> None:
+        """The runbook's rollback option 1: spec.ref.tag in place of the semver."""
+        self.stages[stage_name].pin = tag
 
     def retag(self, build: Build, stable: str) -> None:
         """The seed's rollback option 3: a higher stable tag on a known-good artifact."""
@@ -181,7 +197,10 @@ class PipelineSimulator:
         broken = {b.value.split("-", 1)[1] for b in self.breaks if b.value.startswith(stage_name)}
         spec = self._source_spec(stage_name, stage, broken)
         selected = self._select(spec)
-        ready, reason, message = True, None, None
+        ready: bool | str = True
+        reason, message = None, None
+        if "progressing" in broken:
+            ready, reason, message = "Unknown", "Progressing", "Reconciliation in progress"
         if "auth" in broken:
             ready, reason = False, "AuthenticationFailed"
             message = f"failed to get credential from 'generic': 401 Unauthorized for {spec['url']}"
@@ -203,10 +222,12 @@ class PipelineSimulator:
                 last_update=stage.fetched_at or self.now,
             )
         )
-        self._apply(stage, failing="reconcile" in broken)
+        self._apply(stage, failing="reconcile" in broken, progressing="progressing" in broken)
 
     def _source_spec(self, stage_name: str, stage: _Stage, broken: set[str]) -> dict[str, str]:
         url = self.artifact_url + ("-typo" if "url" in broken else "")
+        if stage.pin:
+            return {"url": url, "tag": stage.pin}
         if "pinned" in broken and stage.revision:
             return {"url": url, "tag": stage.revision.split("@", 1)[0]}
         semver = stage.semver
@@ -217,25 +238,25 @@ class PipelineSimulator:
     def _select(self, spec: dict[str, str]) -> str | None:
         if not spec["url"].endswith(self.repository):
             return None
-        if "tag" in spec:
-            return spec["tag"] if spec["tag"] in self.tags else None
-        return select_highest(self.tags, Constraint.parse(spec["semver"]))
+        return flux_select.select_tag(self.tags, semver=spec.get("semver"), tag=spec.get("tag"))
 
-    def _apply(self, stage: _Stage, failing: bool) -> None:
+    def _apply(self, stage: _Stage, failing: bool, progressing: bool = False) -> None:
         attempted = stage.revision
         if not failing and attempted and attempted != stage.applied:
             stage.applied = attempted
-            stage.history.insert(0, flux.history_entry(attempted, first_reconciled=self.now))
-            del stage.history[5:]
+            self._upsert_history(stage, attempted)
+        ready: bool | str = not failing
+        reason, message = None, None
+        if failing:
+            reason = "BuildFailed"
+            message = "kustomize build failed: accumulating resources: missing Resource"
+        elif progressing:
+            ready, reason, message = "Unknown", "Progressing", "Reconciliation in progress"
         stage.api.put(
             flux.kustomization(
-                ready=not failing,
-                reason="BuildFailed" if failing else None,
-                message=(
-                    "kustomize build failed: accumulating resources: missing Resource"
-                    if failing
-                    else None
-                ),
+                ready=ready,
+                reason=reason,
+                message=message,
                 last_applied_revision=stage.applied,
                 last_attempted_revision=attempted,
                 history=stage.history,
@@ -243,19 +264,43 @@ class PipelineSimulator:
             )
         )
 
+    def _upsert_history(self, stage: _Stage, revision: str) -> None:
+        """kustomize-controller's History.Upsert (Flux 2.7): the entry whose manifests digest
+        matches is updated in place, keeping its firstReconciled; the newest comes first."""
+        build = self._build_of(revision)
+        digest = flux.sha256_of(f"manifests:{build.content if build else revision}")
+        entry = next((e for e in stage.history if e["digest"] == digest), None)
+        if entry is None:
+            entry = flux.history_entry(revision, first_reconciled=self.now)
+            entry["digest"] = digest
+        else:
+            stage.history.remove(entry)
+            entry["metadata"]["revision"] = revision
+            entry["lastReconciled"] = flux.rfc3339(self.now)
+            entry["totalReconciliations"] += 1
+        stage.history.insert(0, entry)
+        del stage.history[5:]
+
     # --- Validation and promotion --------------------------------------------------------
 
     def dispatch(self) -> int | None:
-        """The Alert's repository_dispatch starts the tag workflow, which tags the build."""
+        """The Alert's repository_dispatch (or, for the github Provider, Flux's commit status
+        and the tag workflow `on: status`) starts the tag workflow, which tags the build."""
+        if self.flow != "rc":
+            return None
         if Break.DISPATCH_DROPPED in self.breaks or Break.ALERT_MISCONFIGURED in self.breaks:
             return None
         applied = self.stages["integration"].applied
         build = self._build_of(applied)
+        if self.provider_type == "github" and build is not None:
+            # notification-controller's github Provider: context kind/name/<provider hash>.
+            context = f"kustomization/platform/{flux.sha256_of('provider')[7:15]}"
+            self.github.add_status(build.commit, context, "success", created_at=self.now)
         conclusion = "failure" if Break.PROMOTE_FAILS in self.breaks else "success"
         run = self.github.add_run(
             PROMOTE_WORKFLOW,
             self.head or "0" * 40,
-            event="repository_dispatch",
+            event=self._dispatch_event,
             status="completed",
             conclusion=conclusion,
             created_at=flux.rfc3339(self.now),
@@ -273,12 +318,16 @@ class PipelineSimulator:
         if Break.STABLE_TAG_MISSING not in self.breaks:
             self._tag(build, build.version.split("-", 1)[0])
 
+    @property
+    def _dispatch_event(self) -> str:
+        return "status" if self.provider_type == "github" else "repository_dispatch"
+
     def refire(self) -> None:
         """The Alert fires again on the next reconciliation; the guard makes it a no-op."""
         self.github.add_run(
             PROMOTE_WORKFLOW,
             self.head or "0" * 40,
-            event="repository_dispatch",
+            event=self._dispatch_event,
             status="completed",
             conclusion="success",
             created_at=flux.rfc3339(self.now),
@@ -294,7 +343,8 @@ class PipelineSimulator:
     def install_cluster_objects(self) -> None:
         """The Alert, Provider, canaries and HelmReleases a bootstrapped cluster has."""
         integration = self.stages.get("integration")
-        if integration is not None:
+        # The stable-only flow has no tag workflow, so no Alert or Provider to start it.
+        if integration is not None and self.flow == "rc":
             misconfigured = Break.ALERT_MISCONFIGURED in self.breaks
             integration.api.put(
                 flux.alert(
@@ -303,23 +353,33 @@ class PipelineSimulator:
                     else (".*Reconciliation finished.*",)
                 )
             )
-            integration.api.put(flux.provider())
-        for stage in self.stages.values():
-            stage.api.put(flux.helm_release("podinfo", "apps"))
+            integration.api.put(flux.provider(provider_type=self.provider_type))
+        for name, stage in self.stages.items():
+            failing = name == "live" and Break.HELM_RELEASE_FAILING in self.breaks
+            stage.api.put(flux.helm_release("podinfo", "apps", ready=not failing))
         self.run_canaries()
 
     def run_canaries(self) -> None:
+        """canary-checker's latest run in each cluster, reported at the simulator's now."""
+        checks = self._canary_checks()
+        for name, stage in self.stages.items():
+            if name == "live" and Break.CANARY_MISSING in self.breaks:
+                stage.api.delete(flux.CANARY_V1, "Canary", "monitoring", "platform-validation")
+            elif name != "live" or Break.CANARY_STOPPED not in self.breaks:
+                stage.api.put(flux.canary(checks=checks, last_check=self.now))
+
+    def _canary_checks(self) -> dict[str, flux.CheckRun]:
         failing = Break.CANARY_FAILING in self.breaks
-        checks = {
-            "kubernetes-api": flux.CheckRun(passed=60),
+        return {
+            # A failure early in the hour, passing since: its own entry cannot tell which
+            # result came last, and its failing neighbour must not decide it.
+            "kubernetes-api": flux.CheckRun(passed=58, failed=2) if failing else flux.CheckRun(60),
             "flux-pods-healthy": flux.CheckRun(
                 passed=0 if failing else 60,
                 failed=60 if failing else 0,
                 error="pod source-controller not ready",
             ),
         }
-        for stage in self.stages.values():
-            stage.api.put(flux.canary(checks=checks, last_check=self.now))
 
     # --- The whole happy path ------------------------------------------------------------
 

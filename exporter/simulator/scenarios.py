@@ -32,6 +32,9 @@ class Scenario:
     play: Callable[[PipelineSimulator], None] | None = None  # replaces the plain release
     down: str | None = None  # a source to take down before the final poll
     inhibited: frozenset[str] = frozenset()  # fire in Prometheus, silenced by Alertmanager
+    flow: str = "rc"  # rc, or stable: the build tags X.Y.Z itself and there is no tag workflow
+    provider_type: str = "githubdispatch"  # or github: Flux's commit status, `on: status`
+    setup: Callable[[PipelineSimulator], None] | None = None  # before the history releases
 
 
 def _refire_every_ten_minutes(sim: PipelineSimulator) -> None:
@@ -51,7 +54,10 @@ def _retag_before_validation(sim: PipelineSimulator) -> None:
     sim.retag(sim.builds[0], "0.0.5")
     sim.advance(60)
     sim.dispatch()
-    sim.advance(300)
+    sim.advance(60)
+    # Flux polls on its interval: integration follows the higher 0.0.5 too.
+    sim.reconcile("integration")
+    sim.advance(240)
     sim.reconcile("live")
 
 
@@ -74,6 +80,71 @@ def _newer_rc_in_flight(sim: PipelineSimulator) -> None:
         created_at=rfc3339(sim.now),
         head_branch="main",
     )
+
+
+def _rollback_by_retag(sim: PipelineSimulator) -> None:
+    """The runbook's rollback option 3: the previous release re-tagged with a higher X.Y.Z;
+    both clusters follow it."""
+    sim.release()
+    sim.advance(600)
+    sim.retag(sim.builds[-2], "0.0.9")
+    sim.reconcile("integration")
+    sim.advance(60)
+    sim.reconcile("live")
+
+
+def _pin_live_to_validated_tag(sim: PipelineSimulator) -> None:
+    """A rollback pin to validated-<sha> of the previous release, never reverted."""
+    previous = sim.builds[-1]
+    sim.release()
+    sim.pin("live", f"validated-{previous.short}")
+    sim.reconcile("live")
+
+
+def _manual_and_skipped_runs(sim: PipelineSimulator) -> None:
+    """flux2#3933: the dispatch is dropped, but someone ran the tag workflow by hand for an
+    older sha, and a stale dispatch run was skipped by the idempotency guard."""
+    sim.release()
+    for event, conclusion in (("workflow_dispatch", "success"), ("repository_dispatch", "skipped")):
+        sim.github.add_run(
+            "tag-validated-artifact.yaml",
+            sim.builds[-2].commit,
+            event=event,
+            status="completed",
+            conclusion=conclusion,
+            created_at=rfc3339(sim.now),
+            head_branch="main",
+        )
+        sim.advance(60)
+
+
+def _revert_to_old_manifests(sim: PipelineSimulator) -> None:
+    """A revert whose manifests equal an old build's: Flux 2.7's History.Upsert reuses that
+    old entry, keeping its firstReconciled from days ago."""
+    sim.merge('Revert "Update platform manifests"')
+    sim.advance(300)
+    sim.build(same_manifests_as=sim.builds[-2])
+    sim.advance(300)
+    sim.reconcile("integration")
+    sim.advance(300)
+
+
+def _skip_ci_head(sim: PipelineSimulator) -> None:
+    sim.release()
+    sim.advance(600)
+    sim.merge("Tidy comments [skip ci]")
+
+
+def _skip_ci_after_failed_build(sim: PipelineSimulator) -> None:
+    """The build failed for a commit; a later docs-only commit skips CI."""
+    sim.breaks.add(Break.BUILD_FAILS)
+    sim.release()
+    sim.advance(600)
+    sim.merge("Fix typo\n\nskip-checks: true")
+
+
+def _reproducible_builds(sim: PipelineSimulator) -> None:
+    sim.reproducible = True
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -184,12 +255,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "stable-not-higher",
         "A rollback re-tag 0.0.5 outranks the new release 0.0.4.",
-        integration_stop="integration_source_selects_candidate",
         live_stop="release_is_highest",
-        # Live runs the three-day-old artifact the rollback re-tagged, so the lag pages too.
-        alerts=frozenset(
-            {"PromotionStableNotHigher", "PromotionIntegrationSemverMismatch", "PromotionLagHigh"}
-        ),
+        # Both clusters run what Flux ranks highest, so nothing lags: 0.0.4 just never ships.
+        alerts=frozenset({"PromotionStableNotHigher"}),
         failure_mode="Live picks up wrong version",
         play=_retag_before_validation,
     ),
@@ -272,6 +340,126 @@ SCENARIOS: tuple[Scenario, ...] = (
         integration_stop="unknown",
         alerts=frozenset({"PromotionSourceDown"}),
     ),
+    Scenario(
+        "reconciling-dispatch-dropped",
+        "flux2#3933 while kustomize-controller shows Ready=Unknown (Progressing) for a "
+        "revision it already applied: the dispatch alert still fires.",
+        breaks=frozenset({Break.DISPATCH_DROPPED, Break.INTEGRATION_PROGRESSING}),
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+    ),
+    Scenario(
+        "rollback-retag",
+        "Rollback option 3: the previous release re-tagged 0.0.9 and both clusters follow it; "
+        "the newest build is outranked, which is no fault.",
+        play=_rollback_by_retag,
+    ),
+    Scenario(
+        "live-pinned-validated-tag",
+        "Live pinned to validated-<sha> of the previous release: a pin, not a pre-release.",
+        live_stop="live_not_pinned",
+        alerts=frozenset({"PromotionLivePinned"}),
+        play=_pin_live_to_validated_tag,
+    ),
+    Scenario(
+        "dispatch-dropped-manual-runs",
+        "flux2#3933 beside a manual workflow_dispatch for another sha and a skipped run: "
+        "still not dispatched, not a failing workflow.",
+        breaks=frozenset({Break.DISPATCH_DROPPED}),
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+        play=_manual_and_skipped_runs,
+    ),
+    Scenario(
+        "revert-history-reuse",
+        "A revert equal to an old build reuses its Kustomization history entry; the dispatch "
+        "is still awaited and validation is not stale.",
+        breaks=frozenset({Break.DISPATCH_DROPPED}),
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+        change_age=20 * 60.0,
+        play=_revert_to_old_manifests,
+    ),
+    Scenario(
+        "stable-only", "The stable-only flow: no tag workflow, both follow >= 0.0.0.", flow="stable"
+    ),
+    Scenario(
+        "stable-only-build-failing",
+        "The stable-only flow with a failing build.",
+        flow="stable",
+        breaks=frozenset({Break.BUILD_FAILS}),
+        integration_stop="build_succeeded",
+        alerts=frozenset({"PromotionBuildFailing"}),
+    ),
+    Scenario(
+        "commit-status-provider",
+        "The github commit-status Provider with a tag workflow on: status: healthy.",
+        provider_type="github",
+    ),
+    Scenario(
+        "commit-status-dropped",
+        "The github commit-status Provider, but no status and no status run arrived.",
+        provider_type="github",
+        breaks=frozenset({Break.DISPATCH_DROPPED}),
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+    ),
+    Scenario(
+        "skip-ci-head",
+        "The newest commit under the watched path says [skip ci]: no build is awaited.",
+        play=_skip_ci_head,
+    ),
+    Scenario(
+        "skip-ci-hides-nothing",
+        "A failed build, then a commit with a skip-checks: true trailer: the failure shows.",
+        integration_stop="build_succeeded",
+        alerts=frozenset({"PromotionBuildFailing"}),
+        play=_skip_ci_after_failed_build,
+    ),
+    Scenario(
+        "reproducible-in-flight",
+        "Reproducible builds (created 1970) with a release in flight: no 56-year lag.",
+        breaks=frozenset({Break.DISPATCH_DROPPED}),
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+        setup=_reproducible_builds,
+    ),
+    Scenario(
+        "reproducible-lag-high",
+        "Reproducible builds and integration skipping RCs for five hours: the lag still pages, "
+        "measured from the build run.",
+        breaks=frozenset({Break.INTEGRATION_SEMVER}),
+        integration_stop="integration_source_selects_candidate",
+        alerts=frozenset({"PromotionIntegrationSemverMismatch", "PromotionLagHigh"}),
+        change_age=5 * HOUR,
+        setup=_reproducible_builds,
+    ),
+    Scenario(
+        "canary-neighbour-failing",
+        "flux-pods-healthy fails while kubernetes-api, which failed twice earlier in the hour, "
+        "passes: only flux-pods-healthy is failing, kubernetes-api cannot tell and is unknown.",
+        breaks=frozenset({Break.CANARY_FAILING}),
+        alerts=frozenset({"PromotionCanaryCheckFailing", "PromotionCanaryFailureRateHigh"}),
+    ),
+    Scenario(
+        "canary-stopped",
+        "canary-checker stopped in live days ago: its Canary's lastCheck and status froze.",
+        breaks=frozenset({Break.CANARY_STOPPED}),
+        alerts=frozenset({"PromotionCanaryStale"}),
+    ),
+    Scenario(
+        "canary-missing",
+        "The platform-validation Canary was deleted from live.",
+        breaks=frozenset({Break.CANARY_MISSING}),
+        alerts=frozenset({"PromotionCanaryStale"}),
+    ),
+    Scenario(
+        "live-helmrelease-failing",
+        "Live applied the release, but the podinfo HelmRelease's upgrade timed out.",
+        breaks=frozenset({Break.HELM_RELEASE_FAILING}),
+        live_stop="live_helm_releases_ready",
+        alerts=frozenset({"PromotionLiveHelmReleaseFailing"}),
+    ),
 )
 
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
@@ -279,6 +467,8 @@ SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 
 def play(sim: PipelineSimulator, scenario: Scenario, end: float) -> None:
     """History up to the change, then the change with its breaks, ending at `end`."""
+    if scenario.setup is not None:
+        scenario.setup(sim)
     sim.install_cluster_objects()
     for _ in range(HISTORY_RELEASES):
         sim.release()
@@ -290,3 +480,5 @@ def play(sim: PipelineSimulator, scenario: Scenario, end: float) -> None:
     else:
         sim.release()
     sim.now = end
+    # canary-checker runs every minute, so its latest run is the poll's minute.
+    sim.run_canaries()
