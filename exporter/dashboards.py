@@ -383,14 +383,16 @@ def _canary_failure_rate(window: str, ratio: float) -> timeseries.Panel:
 # --- Workflows ------------------------------------------------------------------------------
 
 
-def _last_run(workflow: str, text: str, alerts: tuple[str, ...]) -> stat.Panel:
+def _last_run(role: str, text: str, alerts: tuple[str, ...]) -> stat.Panel:
     panel = _panel(
         stat.Panel(),
-        f"Last {workflow} workflow run",
+        f"Last {role} workflow run",
         text,
         alerts,
         units.DateTimeFromNow,
-        _current(f'promotion_workflow_last_run_timestamp_seconds{{workflow="{workflow}"}} * 1000'),
+        _current(
+            f'promotion_workflow_last_run_timestamp_seconds{{{PIPELINE}, role="{role}"}} * 1000'
+        ),
     )
     return _single_stat(panel).thresholds(_steps((None, _BLUE))).height(6).span(6)
 
@@ -403,7 +405,7 @@ def _recent_runs() -> stat.Panel:
         f"running). {_IDEMPOTENCY_NOTE}",
         ("PromotionBuildFailing", "PromotionValidationWorkflowFailing"),
         units.Short,
-        _current("promotion_workflow_recent_runs", "{{workflow}}: {{conclusion}}"),
+        _current(f"promotion_workflow_recent_runs{{{PIPELINE}}}", "{{role}}: {{conclusion}}"),
     )
     failed = grafana.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": _RED})
     panel.override_by_regexp(".*(failure|timed_out|startup_failure).*", [failed])

@@ -86,6 +86,21 @@ class StageView:
             return []
         return [e for e in kustomization.history if parse_revision(e.revision)[1] == digest]
 
+    def applied_at(self, digest: str) -> float | None:
+        """When this cluster first reconciled the digest: its history entry (Flux 2.7+),
+        else the source's artifact update time."""
+        entries = [e.first_reconciled for e in self.history_for(digest) if e.first_reconciled]
+        if entries:
+            return entries[0]
+        source = self.source
+        if (
+            isinstance(source, OCIRepositoryData)
+            and source.artifact_revision
+            and parse_revision(source.artifact_revision)[1] == digest
+        ):
+            return source.artifact_last_update
+        return None
+
     def first_seen(self, digest: str) -> float | None:
         """The earliest time this cluster reports for the digest: fetched or applied."""
         times = [e.first_reconciled for e in self.history_for(digest) if e.first_reconciled]
@@ -255,7 +270,7 @@ class PipelineView:
         revision = view.applied_revision if view else None
         if view is None or revision is None:
             return None
-        seen = view.first_seen(parse_revision(revision)[1])
+        seen = view.applied_at(parse_revision(revision)[1])
         artifact = self.deployed(stage)
         built = self.build_time(artifact) if artifact is not None else None
         if seen is None or built is None:

@@ -186,7 +186,7 @@ def _kustomization(revision: str, applied: float, history: tuple[HistoryEntry, .
 
 
 def _canary(*checks: CanaryCheck) -> CanaryData:
-    return CanaryData(checks)
+    return CanaryData(checks, last_check=NOW - 30, interval_seconds=60.0)  # "@every 1m"
 
 
 def _check(name: str, healthy: bool | None, passed: int | None, failed: int | None) -> CanaryCheck:

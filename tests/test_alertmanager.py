@@ -290,7 +290,7 @@ def test_source_down_inhibits_every_tree_alert_and_symptom(alertmanager: str) ->
     targets = [
         _alert(name, severity, pipeline="platform") for name, severity in _pipeline_alerts().items()
     ]
-    assert len(targets) == 20
+    assert len(targets) == 22  # 16 tree nodes and 6 symptoms
     _post(alertmanager, source_down, *targets)
 
     alerts = _poll(alertmanager, lambda alerts: all(_inhibited(alerts, t) for t in targets))

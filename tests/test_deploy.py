@@ -928,8 +928,10 @@ def literal_defaults(segments: list[str], cell: str) -> list[tuple[list[str], An
 
 
 def _literal(text: str) -> Any:
-    # YAML for mappings, lists and the three keywords; anything else (">= 0.0.0") is a string.
-    return yaml.safe_load(text) if text[:1] in "{[" or text in {"true", "false", "null"} else text
+    # YAML for mappings, lists, whole numbers and the three keywords; anything else
+    # (">= 0.0.0") is a string.
+    keyword = text in {"true", "false", "null"} or text.isdigit()
+    return yaml.safe_load(text) if text[:1] in "{[" or keyword else text
 
 
 def test_documented_defaults_are_what_the_loader_does() -> None:

@@ -20,6 +20,7 @@ from exporter.config import Config
 from exporter.model import StageArtifact, build_state
 from exporter.poller import Poller
 from exporter.snapshot import ErrorReason, Snapshot
+from exporter.trees import TREES, Source
 from tests import snapshots
 from tests.snapshots import (
     IN_INTEGRATION,
@@ -284,8 +285,8 @@ def test_registry_github_and_cluster_counts(exposition: str) -> None:
     assert value(exposition, "promotion_helmreleases_ready", cluster="integration") == 11
     assert value(exposition, "promotion_github_rate_limit_remaining") == 4321
     runs = "promotion_workflow_recent_runs"
-    assert value(exposition, runs, workflow="build", conclusion="failure") == 1
-    assert value(exposition, runs, workflow="promote", conclusion="in_progress") == 1
+    assert value(exposition, runs, role="build", conclusion="failure") == 1
+    assert value(exposition, runs, role="promote", conclusion="in_progress") == 1
     assert value(exposition, "promotion_commit_statuses", state="pending") == 1
     assert value(exposition, "promotion_polls_total") == 7
 
@@ -349,7 +350,10 @@ def test_registry_down_turns_tree_nodes_unknown_never_failing(
         for s in samples(registry_down_exposition, "promotion_tree_node_status")
         if s.value == 1
     }
-    # Every node but the build check reads the registry; the build check reads GitHub only.
-    assert current.pop(("integration", "build_succeeded")) == "ok"
-    assert set(current.values()) == {"unknown"}
-    assert len(current) == 14
+    # A node that reads the registry is unknown; the others (the build check reads GitHub,
+    # the Ready checks their cluster) still answer.
+    reads = {node.id: node.reads for tree in TREES for node in tree.nodes}
+    unknown = {key for key, status in current.items() if status == "unknown"}
+    assert unknown == {key for key in current if Source.REGISTRY in reads[key[1]]}
+    assert "failing" not in current.values()
+    assert len(current) == sum(len(tree.nodes) for tree in TREES)

@@ -30,7 +30,8 @@ def test_every_node_is_a_cause_alert_in_tree_order() -> None:
         rule = rules[node.alert]
         assert f'tree="{tree.id}", node="{node.id}", status="failing"' in rule["expr"]
         earlier = "|".join(n.id for n in tree.nodes[:index])
-        assert (f'node=~"{earlier}", status!="ok"' in rule["expr"]) == bool(earlier)
+        suppressed = f'node=~"{earlier}", status="ok"}}[{RuleOptions().suppression_window}]) == 0'
+        assert (suppressed in rule["expr"]) == bool(earlier)
         assert rule.get("for", "0s") == node.for_
         assert rule["labels"]["severity"] == node.severity
         assert rule["annotations"]["summary"] == node.summary
