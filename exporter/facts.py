@@ -108,7 +108,7 @@ def source_selects(view: PipelineView, stage: str, pins_count: bool) -> Finding:
         return True, f"no tag matches {view.stages[stage].config.semver.text} yet"
     selection = view.select(source)
     if selection.artifact is not None and selection.artifact.digest == expected.digest:
-        return True, f"{selection.how} selects {expected.version_label}{_outranked(view, stage)}"
+        return True, f"{selection.how} selects {expected.version_label}{_outranked(view)}"
     return False, f"{selection.how} does not select {expected.version_label}"
 
 
@@ -150,9 +150,9 @@ def applied(view: PipelineView, stage: str) -> Finding:
         return False, describe_missing("Kustomization", ref, kustomization)
     assert isinstance(kustomization, KustomizationData)
     source = stage_view.source
-    pinned = isinstance(source, OCIRepositoryData) and is_pin(source)
-    expected = view.select(source).artifact if pinned else view.expected(stage)
-    return _kustomization_fact(kustomization, expected)
+    if isinstance(source, OCIRepositoryData) and is_pin(source):
+        return _kustomization_fact(kustomization, view.select(source).artifact)
+    return _kustomization_fact(kustomization, view.expected(stage))
 
 
 def validation_dispatched(view: PipelineView) -> Finding:
@@ -260,7 +260,7 @@ def _source(view: PipelineView, stage: str) -> OCIRepositoryData | Finding:
     return source
 
 
-def _outranked(view: PipelineView, stage: str) -> str:
+def _outranked(view: PipelineView) -> str:
     outranked = view.outranked_build
     if outranked is None:
         return ""

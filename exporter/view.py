@@ -235,10 +235,10 @@ class PipelineView:
         newest = index.newest if index else None
         if index is None or newest is None or newest.rank is None:
             return None
-        higher = [v for v in index.views if v.rank is not None and v.rank > newest.rank]
+        higher = [(rank, v) for v in index.views if (rank := v.rank) and rank > newest.rank]
         if not higher:
             return None
-        return newest, max(higher, key=lambda v: v.rank or newest.rank)
+        return newest, max(higher, key=lambda pair: pair[0])[1]
 
     # --- Times that exist -----------------------------------------------------------------
 
