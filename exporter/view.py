@@ -86,12 +86,11 @@ class StageView:
             return []
         return [e for e in kustomization.history if parse_revision(e.revision)[1] == digest]
 
-    def applied_at(self, digest: str) -> float | None:
-        """When this cluster first reconciled the digest: its history entry (Flux 2.7+),
-        else the source's artifact update time."""
-        entries = [e.first_reconciled for e in self.history_for(digest) if e.first_reconciled]
-        if entries:
-            return entries[0]
+    def _reconciled(self, digest: str) -> list[float]:
+        return [e.first_reconciled for e in self.history_for(digest) if e.first_reconciled]
+
+    def _fetched(self, digest: str) -> float | None:
+        """When the OCIRepository stored the digest, if it serves it now."""
         source = self.source
         if (
             isinstance(source, OCIRepositoryData)
@@ -101,17 +100,16 @@ class StageView:
             return source.artifact_last_update
         return None
 
+    def applied_at(self, digest: str) -> float | None:
+        """When this cluster first reconciled the digest: its history entry (Flux 2.7+),
+        else the source's artifact update time."""
+        reconciled = self._reconciled(digest)
+        return reconciled[0] if reconciled else self._fetched(digest)
+
     def first_seen(self, digest: str) -> float | None:
         """The earliest time this cluster reports for the digest: fetched or applied."""
-        times = [e.first_reconciled for e in self.history_for(digest) if e.first_reconciled]
-        source = self.source
-        if (
-            isinstance(source, OCIRepositoryData)
-            and source.artifact_revision
-            and parse_revision(source.artifact_revision)[1] == digest
-            and source.artifact_last_update
-        ):
-            times.append(source.artifact_last_update)
+        fetched = self._fetched(digest)
+        times = self._reconciled(digest) + ([fetched] if fetched else [])
         return min(times) if times else None
 
 

@@ -40,6 +40,7 @@ from exporter.server import parse_listen_address
 from exporter.simulator.distribution import free_port
 from exporter.snapshot import ErrorReason
 from exporter.versions import Constraint, Version
+from tests.crds import closed
 from tests.processes import spawn, stop_cleanly, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,33 +163,11 @@ def test_strict_validation_rejects_a_misspelt_field(
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def _closed(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with unknown fields rejected, as the API server's strict field validation
-    does for a structural CRD schema; fields it preserves on purpose stay open."""
-    schema = dict(schema)
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        schema["additionalProperties"] = False
-    if "properties" in schema:
-        schema["properties"] = {k: _closed(v) for k, v in schema["properties"].items()}
-    if isinstance(schema.get("items"), dict):
-        schema["items"] = _closed(schema["items"])
-    if isinstance(schema.get("additionalProperties"), dict):
-        schema["additionalProperties"] = _closed(schema["additionalProperties"])
-    for keyword in ("anyOf", "allOf", "oneOf"):
-        if keyword in schema:
-            schema[keyword] = [_closed(s) for s in schema[keyword]]
-    return schema
-
-
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     crd = yaml.safe_load((VENDOR / MONITORING_KINDS[kind]).read_text())
     assert crd["spec"]["names"]["kind"] == kind
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft7Validator(_closed(version["schema"]["openAPIV3Schema"]))
+    return jsonschema.Draft7Validator(closed(version["schema"]["openAPIV3Schema"]))
 
 
 def crd_errors(document: dict[str, Any]) -> list[str]:

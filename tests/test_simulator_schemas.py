@@ -29,6 +29,7 @@ from exporter.simulator.githubapi import FakeGitHub
 from exporter.simulator.kubeapi import CANARY_CHECKER, FLUX_2_5, FakeKubeAPI
 from exporter.simulator.lab import ARTIFACT_REPOSITORY, GITHUB_REPOSITORY
 from exporter.simulator.scenarios import SCENARIOS, Scenario, play
+from tests.crds import closed
 
 END = 1_793_534_400.0  # 2026-11-02T12:00:00Z, as in tests/test_scenarios.py
 VENDOR = Path(__file__).resolve().parent / "vendor"
@@ -87,36 +88,13 @@ class Served:
         return f"{self.body['apiVersion']}/{self.body['kind']}"
 
 
-def _closed(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with unknown fields rejected, as tests/test_deploy.py closes the monitoring
-    CRDs: objects with properties get additionalProperties false unless the CRD keeps unknown
-    fields on purpose."""
-    schema = dict(schema)
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        schema["additionalProperties"] = False
-    if "properties" in schema:
-        schema["properties"] = {k: _closed(v) for k, v in schema["properties"].items()}
-    if isinstance(schema.get("items"), dict):
-        schema["items"] = _closed(schema["items"])
-    if isinstance(schema.get("additionalProperties"), dict):
-        schema["additionalProperties"] = _closed(schema["additionalProperties"])
-    for keyword in ("anyOf", "allOf", "oneOf"):
-        if keyword in schema:
-            schema[keyword] = [_closed(s) for s in schema[keyword]]
-    return schema
-
-
 @cache
 def validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
     group, _, version = api_version.rpartition("/")
     crd = yaml.load((VENDOR / CRD_FILES[group, kind]).read_text(), Loader=_LOADER)
     assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, kind)
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version and v["served"])
-    return jsonschema.Draft7Validator(_closed(served["schema"]["openAPIV3Schema"]))
+    return jsonschema.Draft7Validator(closed(served["schema"]["openAPIV3Schema"]))
 
 
 def schema_errors(body: dict[str, Any]) -> list[str]:
