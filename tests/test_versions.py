@@ -10,18 +10,11 @@ import pytest
 
 from exporter.versions import Constraint, ConstraintError, Version, compare, select_highest
 
-_VECTORS = Path("tests/vendor/masterminds-vectors.json")
+# Masterminds' own test vectors, vendored (tests/vendor/README.md names their source).
+_VECTORS = Path(__file__).resolve().parent / "vendor" / "masterminds-vectors.json"
 
 
-def _load_vectors() -> dict:
-    # shared/ sits beside the checkout, both here and in CI.
-    for directory in Path(__file__).resolve().parents:
-        if (directory / _VECTORS).is_file():
-            return json.loads((directory / _VECTORS).read_text())
-    raise FileNotFoundError(f"{_VECTORS} not found beside any parent of {__file__}")
-
-
-VECTORS = _load_vectors()
+VECTORS = json.loads(_VECTORS.read_text())
 CHECKS = VECTORS["constraint_checks"]
 COMPARISONS = VECTORS["compare"]
 
