@@ -96,8 +96,8 @@ class Bench:
     headed: set[str] = field(default_factory=set)
 
     def poll(self) -> PollResult:
-        github = self.poller.github
-        charged_before = github.requests_charged if github else 0
+        clients = self.poller.github_clients
+        charged_before = sum(client.requests_charged for client in clients)
         cpu, wall = time.process_time(), time.perf_counter()
         state = self.poller.poll_once()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -108,7 +108,7 @@ class Bench:
         heads = requests["registry"].pop("head_refs")
         reheads = sum(ref in self.headed for ref in heads)
         self.headed.update(heads)
-        charged = (github.requests_charged if github else 0) - charged_before
+        charged = sum(client.requests_charged for client in clients) - charged_before
         return PollResult(cpu, wall, charged, requests, reheads)
 
 

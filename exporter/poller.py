@@ -168,6 +168,11 @@ class Poller:
             github_rate_limit=self._github_rate_limit(),
         )
 
+    @property
+    def github_clients(self) -> tuple[GitHubClient, ...]:
+        """One per repository, for their request counters (the benchmark reads them)."""
+        return tuple(self._github)
+
     def _github_rate_limit(self) -> RateLimit | None:
         """The scarcest budget seen; the repositories usually share one token and so one."""
         limits = [github.rate_limit for github in self._github if github.rate_limit is not None]
