@@ -5,7 +5,6 @@ simulator referees, so the two may agree only by both following upstream."""
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +20,10 @@ from exporter.simulator.flux_select import (
     parse_version,
     select_tag,
 )
+from tests.semver_vectors import CHECKS, COMPARISONS, PIPELINE_TAGS
 
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "vendor" / "masterminds-vectors.json").read_text()
-)
-CHECKS: list[dict[str, Any]] = VECTORS["constraint_checks"]
-COMPARISONS: list[dict[str, Any]] = VECTORS["compare"]
 DIGEST = "sha256:" + "ab" * 32
 # What the seed's registry holds mid-pipeline: RCs, one stable release and the marker tags.
-PIPELINE_TAGS = [
-    "0.3.4",
-    "0.3.5-rc.1",
-    "0.3.5-rc.10",
-    "0.3.5-rc.9",
-    "sha-abc1234",
-    "integration-abc1234",
-    "validated-abc1234",
-    "latest",
-]
 
 
 def _version(text: str) -> SemVer:

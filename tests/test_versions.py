@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
 import pytest
 
 from exporter.versions import Constraint, ConstraintError, Version, compare, select_highest
-
-# Masterminds' own test vectors, vendored (tests/vendor/README.md names their source).
-_VECTORS = Path(__file__).resolve().parent / "vendor" / "masterminds-vectors.json"
-
-
-VECTORS = json.loads(_VECTORS.read_text())
-CHECKS = VECTORS["constraint_checks"]
-COMPARISONS = VECTORS["compare"]
-
-PIPELINE_TAGS = [
-    "0.3.4",
-    "0.3.5-rc.1",
-    "0.3.5-rc.10",
-    "0.3.5-rc.9",
-    "sha-abc1234",
-    "integration-abc1234",
-    "validated-abc1234",
-    "latest",
-]
+from tests.semver_vectors import CHECKS, COMPARISONS, PIPELINE_TAGS
 
 
 def _version(text: str) -> Version:
