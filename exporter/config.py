@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from exporter import seed
 from exporter.snapshot import ObjectRef
 from exporter.versions import Constraint, ConstraintError
 
@@ -24,7 +25,6 @@ _OCI_URL = re.compile(r"^oci://([^/\s@]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # What a pipeline's own `github` may change; url, token and branch are the connection's.
 _PIPELINE_GITHUB_KEYS = ("repository", "watch_path", "build_workflow", "promote_workflow")
-_DEFAULT_PROMOTE_WORKFLOW = "tag-validated-artifact.yaml"
 
 
 def _join(path: str, key: object) -> str:
@@ -269,19 +269,19 @@ class _Checker:
             "token",
         }
         raw = self.mapping(raw, path, allowed, {"repository"})
-        url = self.string(raw, "url", path, "https://api.github.com") or ""
+        url = self.string(raw, "url", path, seed.GITHUB_URL) or ""
         if not url.startswith(("https://", "http://")):
             self.problem(f"{path}.url", "must be an http(s) URL")
         defaults: dict[str, Any] = {
             "repository": "",
-            "watch_path": "kubernetes/",
-            "build_workflow": "build-platform-artifact.yaml",
-            "promote_workflow": _DEFAULT_PROMOTE_WORKFLOW,
+            "watch_path": seed.WATCH_PATH,
+            "build_workflow": seed.BUILD_WORKFLOW,
+            "promote_workflow": seed.PROMOTE_WORKFLOW,
         }
         return GitHubConfig(
             url=url.rstrip("/"),
             token=self.secret(raw, path, "token"),
-            branch=self.string(raw, "branch", path, "main") or "main",
+            branch=self.string(raw, "branch", path, seed.BRANCH) or seed.BRANCH,
             **(defaults | self.github_fields(raw, path)),
         )
 
@@ -409,9 +409,9 @@ class _Checker:
             )
             artifact = "oci://invalid/invalid"
         defaults = {
-            "source": self.object_name(raw.get("source"), f"{path}.source", "flux-system"),
+            "source": self.object_name(raw.get("source"), f"{path}.source", seed.SOURCE_NAME),
             "kustomization": self.object_name(
-                raw.get("kustomization"), f"{path}.kustomization", "platform"
+                raw.get("kustomization"), f"{path}.kustomization", seed.KUSTOMIZATION_NAME
             ),
             "canaries": self.object_names(raw.get("canaries", [{}]), f"{path}.canaries"),
         }
@@ -443,8 +443,8 @@ class _Checker:
                 f"is null but {other} is not: set both to null (no dispatch wiring) or neither",
             )
         return (
-            self.object_name(raw.get("alert"), f"{path}.alert", "validation-success"),
-            self.object_name(raw.get("provider"), f"{path}.provider", "github-dispatch"),
+            self.object_name(raw.get("alert"), f"{path}.alert", seed.ALERT_NAME),
+            self.object_name(raw.get("provider"), f"{path}.provider", seed.PROVIDER_NAME),
         )
 
     def namespaces(self, raw: Any, path: str) -> tuple[str, ...]:
@@ -503,18 +503,20 @@ class _Checker:
         cluster = self.string(raw, "cluster", path) or ""
         if cluster and clusters and cluster not in clusters:
             self.problem(f"{path}.cluster", f"{cluster!r} is not defined under clusters")
-        default_semver = ">= 0.0.0-0" if name == "integration" else ">= 0.0.0"
+        default_semver = seed.STAGE_SEMVER[name]
         return StageConfig(
             name=name,
             cluster=cluster,
             semver=self.constraint(raw.get("semver", default_semver), f"{path}.semver"),
             source=(
-                self.object_name(raw["source"], f"{path}.source", "flux-system")
+                self.object_name(raw["source"], f"{path}.source", seed.SOURCE_NAME)
                 if "source" in raw
                 else defaults["source"]
             ),
             kustomization=(
-                self.object_name(raw["kustomization"], f"{path}.kustomization", "platform")
+                self.object_name(
+                    raw["kustomization"], f"{path}.kustomization", seed.KUSTOMIZATION_NAME
+                )
                 if "kustomization" in raw
                 else defaults["kustomization"]
             ),
@@ -536,7 +538,7 @@ class _Checker:
 
     def object_name(self, raw: Any, path: str, default_name: str) -> ObjectRef:
         raw = self.mapping(raw, path, {"namespace", "name"}, set())
-        namespace = self.string(raw, "namespace", path, "flux-system") or "flux-system"
+        namespace = self.string(raw, "namespace", path, seed.FLUX_NAMESPACE) or seed.FLUX_NAMESPACE
         name = self.string(raw, "name", path, default_name) or default_name
         return ObjectRef(namespace, name)
 
@@ -550,8 +552,9 @@ class _Checker:
             fields = self.mapping(item, item_path, {"namespace", "name"}, set())
             names.append(
                 ObjectRef(
-                    self.string(fields, "namespace", item_path, "monitoring") or "monitoring",
-                    self.string(fields, "name", item_path, "platform-validation") or "",
+                    self.string(fields, "namespace", item_path, seed.CANARY_NAMESPACE)
+                    or seed.CANARY_NAMESPACE,
+                    self.string(fields, "name", item_path, seed.CANARY_NAME) or "",
                 )
             )
         return tuple(names)

@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import yaml
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, table, timeseries
@@ -23,9 +22,11 @@ from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as grafana
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from exporter import yamlfile
 from exporter.config import parse_duration
 from exporter.model import STAGES
 from exporter.rules import DEFAULT_RUNBOOK_URL, RuleOptions
+from exporter.seed import ALERT_NAME, BUILD_WORKFLOW, CANARY_NAME, PROMOTE_WORKFLOW, STAGE_TEXT
 from exporter.snapshot import ErrorReason
 from exporter.trees import TREES, Node, Tree
 
@@ -45,34 +46,15 @@ _Panel = TypeVar("_Panel", stat.Panel, table.Panel, timeseries.Panel, statetimel
 
 _GREEN, _RED, _ORANGE, _BLUE, _NEUTRAL = "green", "red", "orange", "blue", "text"
 
-_STAGE_TEXT = {
-    "build": (
-        "Newest artifact built (X.Y.Z-rc.N).",
-        ("PromotionBuildFailing", "PromotionArtifactMissing"),
-    ),
-    "integration": (
-        "Version the integration cluster has applied.",
-        ("PromotionIntegrationSourceStale", "PromotionIntegrationReconcileFailing"),
-    ),
-    "validated": (
-        "Newest artifact tagged validated-<sha>.",
-        ("PromotionValidationNotDispatched", "PromotionValidationWorkflowFailing"),
-    ),
-    "release": (
-        "Newest stable X.Y.Z tag, the version live should run.",
-        ("PromotionStableTagMissing", "PromotionStableNotHigher"),
-    ),
-    "live": (
-        "Version the live cluster has applied; red when it is a pre-release.",
-        ("PromotionLivePrerelease", "PromotionLiveSourceStale", "PromotionLiveReconcileFailing"),
-    ),
-}
-
 _IDEMPOTENCY_NOTE = (
-    "A promote run about every 10 minutes is normal: the validation-success Alert fires on every "
+    f"A promote run about every 10 minutes is normal: the {ALERT_NAME} Alert fires on every "
     "Flux reconciliation, and the workflow's idempotency guard skips an artifact that already "
     "has its validated-<sha> tag."
 )
+
+
+def _stem(workflow_file: str) -> str:
+    return workflow_file.removesuffix(".yaml")
 
 
 # --- Small builders ---------------------------------------------------------------------
@@ -190,7 +172,7 @@ def _timeline(panel: statetimeline.Panel) -> statetimeline.Panel:
 
 
 def _stage_version(stage: str) -> stat.Panel:
-    text, alerts = _STAGE_TEXT[stage]
+    text, alerts = STAGE_TEXT[stage]
     panel = _panel(
         stat.Panel(),
         f"{stage.capitalize()} version",
@@ -358,7 +340,7 @@ def _canary_timeline() -> statetimeline.Panel:
     panel = _panel(
         statetimeline.Panel(),
         "Canary checks",
-        "Last result of each canary-checker check (platform-validation runs every 60s).",
+        f"Last result of each canary-checker check ({CANARY_NAME} runs every 60s).",
         ("PromotionCanaryCheckFailing",),
         units.NoUnit,
         _series("promotion_canary_check_healthy", _CANARY_LEGEND),
@@ -544,13 +526,13 @@ def _sections() -> list[tuple[str, list[Builder[grafana.Panel]]]]:
             [
                 _last_run(
                     "promote",
-                    "Creation time of the newest promote (tag-validated-artifact) run. "
+                    f"Creation time of the newest promote ({_stem(PROMOTE_WORKFLOW)}) run. "
                     + _IDEMPOTENCY_NOTE,
                     ("PromotionValidationNotDispatched", "PromotionValidationWorkflowFailing"),
                 ),
                 _last_run(
                     "build",
-                    "Creation time of the newest build (build-platform-artifact) run.",
+                    f"Creation time of the newest build ({_stem(BUILD_WORKFLOW)}) run.",
                     ("PromotionBuildFailing", "PromotionArtifactMissing"),
                 ),
                 _recent_runs(),
@@ -638,20 +620,8 @@ def configmap(file_name: str, dashboard_json: str) -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style for multi-line strings, so the embedded JSON reads as JSON in review."""
-
-
-def _str_presenter(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _str_presenter)
-
-
 def render_files() -> dict[str, str]:
     dashboards = {name: to_json(build()) for name, build in _DASHBOARDS.items()}
     configmaps = [configmap(name, text) for name, text in dashboards.items()]
-    manifest = yaml.dump_all(configmaps, Dumper=_Dumper, sort_keys=False, width=100)
+    manifest = yamlfile.dump(*configmaps)
     return {**dashboards, CONFIGMAP_FILE: CONFIGMAP_HEADER + manifest}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from typing import TextIO
 
+from exporter import seed
 from exporter.config import Config, PipelineConfig
 from exporter.model import PipelineState, State, TreeState
 from exporter.poller import Poller
@@ -95,27 +97,32 @@ def _tree_lines(config: Config, pipeline_config: PipelineConfig, tree: TreeState
     yield f"    stuck here: {stop.node.alert} ({stop.node.severity})"
     yield "    run next:"
     for command in stop.node.commands:
-        yield f"      {command.format(**placeholders)}"
+        yield f"      {placeholders.fill(command)}"
     yield "    likely causes:"
     for cause in stop.node.causes:
         yield f"      - {cause}"
 
 
-def _placeholders(config: Config, pipeline: PipelineConfig, tree: TreeState) -> dict[str, str]:
-    stage = pipeline.stages[INTEGRATION_TREE if tree.tree.id == INTEGRATION_TREE else "live"]
+def _placeholders(config: Config, pipeline: PipelineConfig, tree: TreeState) -> seed.Placeholders:
+    """The seed's placeholders, with every name the config and the model know."""
+    stage_name = INTEGRATION_TREE if tree.tree.id == INTEGRATION_TREE else "live"
+    stage = pipeline.stages[stage_name]
     cluster = config.clusters[stage.cluster]
     github = pipeline.github
-    return {
+    known = {
         "kubeconfig": str(cluster.kubeconfig) if cluster.kubeconfig else "<in-cluster>",
         "namespace": stage.source.namespace,
         "source": stage.source.name,
         "kustomization": stage.kustomization.name,
         "artifact": pipeline.artifact,
-        "sha": tree.candidate_sha or "<sha>",
-        "version": tree.candidate_version or "<version>",
+        "sha": tree.candidate_sha,
+        "version": tree.candidate_version,
+        # Without dispatch wiring no node names them; never print the seed's names as if they
+        # were this pipeline's.
         "alert": pipeline.alert.name if pipeline.alert else "<alert>",
         "provider": pipeline.provider.name if pipeline.provider else "<provider>",
-        "build_workflow": github.build_workflow if github else "build-platform-artifact.yaml",
-        "promote_workflow": (github.promote_workflow if github else None)
-        or "tag-validated-artifact.yaml",
+        "build_workflow": github.build_workflow if github else None,
+        "promote_workflow": github.promote_workflow if github else None,
     }
+    defaults = seed.placeholders(stage_name)
+    return dataclasses.replace(defaults, **{k: v for k, v in known.items() if v})

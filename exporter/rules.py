@@ -13,9 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from exporter import yamlfile
 from exporter.config import parse_duration
+from exporter.seed import (
+    CANARY_STALE_MINIMUM_SECONDS,
+    CANARY_STALE_RUNS,
+    STAGE_PAIRS,
+    STAGE_SEMVER,
+    SYMPTOMS,
+    SymptomText,
+)
 from exporter.trees import TREES, Node, Tree
 
 PLAIN_RULES_FILE = "promotion.rules.yml"
@@ -24,7 +31,6 @@ DEFAULT_RUNBOOK_URL = (
     "https://github.com/promotion-exporter/promotion-exporter/blob/main/docs/runbook.md"
 )
 DEFAULT_DASHBOARD_URL = "http://grafana.local/d/promotion-overview/promotion-pipeline"
-_STAGE_PAIRS = {"integration": ("build", "integration"), "live": ("release", "live")}
 
 
 @dataclass(frozen=True)
@@ -99,17 +105,23 @@ class RuleOptions:
 
 @dataclass(frozen=True)
 class Symptom:
-    """A non-tree alert. Its runbook text lives here, beside its rule."""
+    """A non-tree alert: its catalogue entry (exporter.seed) and its rule."""
 
-    alert: str
-    severity: str
+    text: SymptomText
     expr: str
     for_: str
-    summary: str
     description: str
-    meaning: str
-    commands: tuple[str, ...] = ()
-    causes: tuple[str, ...] = ()
+
+    @property
+    def alert(self) -> str:
+        return self.text.alert
+
+
+@dataclass(frozen=True)
+class _SymptomRule:
+    expr: str
+    for_: str  # before --node-for and --for-override
+    description: str
 
 
 def _version(pipeline_label: str, stage: str) -> str:
@@ -121,18 +133,14 @@ def _version(pipeline_label: str, stage: str) -> str:
     )
 
 
-_CANARY_STALE_MINIMUM = 900  # seconds
-_CANARY_STALE_RUNS = 3
-
-
 def _canary_stale_expr() -> str:
     """Silent past max(15m, 3 runs), or missing, on a cluster the exporter can read. A Canary
     without a known period gets the minimum; a missing one has value 0 and no lastCheck."""
     age = "time() - promotion_canary_last_check_timestamp_seconds"
-    minimum = _CANARY_STALE_MINIMUM
+    minimum = CANARY_STALE_MINIMUM_SECONDS
     return (
         f"(\n  ({age})\n  > (\n"
-        f"    clamp_min({_CANARY_STALE_RUNS} * promotion_canary_interval_seconds, {minimum})\n"
+        f"    clamp_min({CANARY_STALE_RUNS} * promotion_canary_interval_seconds, {minimum})\n"
         f"    or 0 * promotion_canary_last_check_timestamp_seconds + {minimum}\n  )\n"
         "  or\n"
         "  max without (kind, name) (label_replace(\n"
@@ -143,162 +151,90 @@ def _canary_stale_expr() -> str:
     )
 
 
-def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
+_CANARY = (
+    "Canary {{ $labels.namespace }}/{{ $labels.canary }} check {{ $labels.check }} in "
+    "cluster {{ $labels.cluster }}"
+)
+
+
+def _symptom_rules(options: RuleOptions) -> dict[str, _SymptomRule]:
     lag = parse_duration(options.lag_threshold)
     staleness = parse_duration(options.staleness_threshold)
     ratio = options.canary_failure_ratio
     job = options.job
-    return (
-        Symptom(
-            "PromotionLagHigh",
-            "critical",
+    return {
+        "PromotionLagHigh": _SymptomRule(
             f"max by (pipeline) (promotion_lag_seconds) > {lag:g}",
-            options.for_("PromotionLagHigh", options.symptom_for),
-            "A build has waited too long to reach the end of the pipeline.",
+            options.symptom_for,
             "Pipeline {{ $labels.pipeline }}: the oldest build not yet promoted through every "
             "stage is {{ $value | humanizeDuration }} old (threshold "
             f"{options.lag_threshold}). Build {_version('$labels.pipeline', 'build')}, live "
             f"{_version('$labels.pipeline', 'live')}.",
-            "The oldest build that has not reached a stage is older than the threshold. This is "
-            "the page: the cause alert of the tree that is stuck says where.",
-            ("promotion-exporter diagnose --config.file <config>",),
-            ("Any node of either tree; look for the Promotion* cause alert of the pipeline.",),
         ),
-        Symptom(
-            "PromotionValidationStale",
-            "warning",
+        "PromotionValidationStale": _SymptomRule(
             f"promotion_validation_staleness_seconds > {staleness:g}",
-            options.for_("PromotionValidationStale", "0s"),
-            "Integration runs an artifact that has not been validated for too long.",
+            "0s",
             "Pipeline {{ $labels.pipeline }}: integration applied "
             f"{_version('$labels.pipeline', 'integration')} "
             "{{ $value | humanizeDuration }} ago and it still has no validated-<sha> tag "
             f"(threshold {options.staleness_threshold}).",
-            "Integration applied its current artifact long ago, and it still has no "
-            "validated-<sha> tag: the validation dispatch or the tag workflow is not working.",
-            ("gh run list --workflow=tag-validated-artifact.yaml --limit=5",),
-            (
-                "repository_dispatch not received by GHA: the token lacks repo scope.",
-                "fluxcd/flux2#3933: githubdispatch dropped success events.",
-            ),
         ),
-        Symptom(
-            "PromotionLivePrerelease",
-            "critical",
+        "PromotionLivePrerelease": _SymptomRule(
             # The exporter's parse, as Flux parses versions, not a tag regex: a validated-<sha>
             # pin is no semver at all and has no series.
             'promotion_version_prerelease{stage="live"} == 1',
-            options.for_("PromotionLivePrerelease", options.symptom_for),
-            "Live runs a pre-release version.",
+            options.symptom_for,
             "Pipeline {{ $labels.pipeline }}: live runs "
             f"{_version('$labels.pipeline', 'live')}, a pre-release. "
-            "Live must follow stable tags only (>= 0.0.0).",
-            "The live cluster has applied a pre-release (X.Y.Z-rc.N): its semver constraint "
-            "admits pre-releases.",
-            (
-                "KUBECONFIG=~/.kube/live.yaml kubectl get ocirepository -n flux-system -o yaml "
-                "| grep semver",
-            ),
-            ("Live picks up wrong version: the constraint must be >= 0.0.0, not >= 0.0.0-0.",),
+            f"Live must follow stable tags only ({STAGE_SEMVER['live']}).",
         ),
-        Symptom(
-            "PromotionCanaryCheckFailing",
-            "critical",
+        "PromotionCanaryCheckFailing": _SymptomRule(
             "promotion_canary_check_healthy == 0",
-            options.for_("PromotionCanaryCheckFailing", options.canary_for),
-            "A canary-checker health check is failing.",
-            "Canary {{ $labels.namespace }}/{{ $labels.canary }} check {{ $labels.check }} in "
-            "cluster {{ $labels.cluster }} is failing.",
-            "The seed's CanaryCheckFailure: a platform-validation check failed for the whole "
-            "for: window.",
-            (
-                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl get canaries -n monitoring",
-                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl describe canary platform-validation "
-                "-n monitoring",
-            ),
-            (
-                "kubernetes-api: the Kubernetes API does not answer 200 or 401.",
-                "flux-pods-healthy: a Flux pod is not Running and Ready.",
-            ),
+            options.canary_for,
+            f"{_CANARY} is failing.",
         ),
-        Symptom(
-            "PromotionCanaryFailureRateHigh",
-            "warning",
+        "PromotionCanaryFailureRateHigh": _SymptomRule(
             f"1 - avg_over_time(promotion_canary_check_healthy[{options.canary_window}]) "
             f"> {ratio:g}",
-            options.for_("PromotionCanaryFailureRateHigh", "0s"),
-            "A canary-checker health check fails often.",
-            "Canary {{ $labels.namespace }}/{{ $labels.canary }} check {{ $labels.check }} in "
-            "cluster {{ $labels.cluster }} failed {{ $value | humanizePercentage }} of the "
+            "0s",
+            f"{_CANARY} failed {{{{ $value | humanizePercentage }}}} of the "
             f"time over {options.canary_window} (threshold {ratio:.0%}).",
-            "The seed's CanaryCheckHighFailureRate: a check flaps.",
-            (
-                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl describe canary platform-validation "
-                "-n monitoring",
-            ),
-            ("An intermittently failing Flux pod or API endpoint.",),
         ),
-        Symptom(
-            "PromotionCanaryStale",
-            "warning",
+        "PromotionCanaryStale": _SymptomRule(
             _canary_stale_expr(),
-            options.for_("PromotionCanaryStale", options.symptom_for),
-            "A configured Canary has stopped running, or is missing.",
+            options.symptom_for,
             "Canary {{ $labels.namespace }}/{{ $labels.canary }} in cluster "
             "{{ $labels.cluster }} {{ if gt $value 0.0 }}last ran "
             "{{ $value | humanizeDuration }} ago{{ else }}is missing, or its CRD is not "
             "installed{{ end }}: its checks' last results are not current.",
-            "canary-checker keeps a Canary's last status when it stops running it, so its checks "
-            "would read healthy forever. This fires when status.lastCheck is older than "
-            f"{_CANARY_STALE_MINIMUM // 60}m or {_CANARY_STALE_RUNS} runs of its schedule, "
-            "whichever is longer, or when the configured Canary (or the Canary CRD) is gone, "
-            "while the exporter can read its cluster. A cluster that is down fires "
-            "PromotionSourceDown instead.",
-            (
-                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl get canaries -A",
-                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl -n canary-checker get pods",
-                "KUBECONFIG=~/.kube/<cluster>.yaml kubectl -n canary-checker logs "
-                "deploy/canary-checker",
-            ),
-            (
-                "canary-checker is not running, or cannot patch Canary status (RBAC).",
-                "The Canary was deleted or renamed, or canary-checker was uninstalled.",
-                "The Canary has no spec.schedule or spec.interval, so it never runs.",
-            ),
         ),
-        Symptom(
-            "PromotionExporterDown",
-            "warning",
+        "PromotionExporterDown": _SymptomRule(
             f'up{{job="{job}"}} == 0 or absent(up{{job="{job}"}})',
-            options.for_("PromotionExporterDown", options.exporter_down_for),
-            "The promotion exporter is not being scraped.",
+            options.exporter_down_for,
             "Prometheus cannot scrape job {{ $labels.job }}{{ with $labels.instance }} at "
             "{{ . }}{{ end }}: nothing watches the promotion pipeline.",
-            "Prometheus has no data from the exporter, so no pipeline alert can fire. This is how "
-            "a broken pipeline goes unnoticed for months.",
-            (
-                "kubectl -n monitoring get pods -l app.kubernetes.io/name=promotion-exporter",
-                "kubectl -n monitoring logs deploy/promotion-exporter",
-            ),
-            ("The exporter crashed or cannot start: look for a config error in its log.",),
         ),
-        Symptom(
-            "PromotionSourceDown",
-            "warning",
+        "PromotionSourceDown": _SymptomRule(
             "(promotion_source_up == 0) * on (job, instance, kind, name) group_right () "
             "promotion_pipeline_source_info",
-            options.for_("PromotionSourceDown", options.source_down_for),
-            "The exporter cannot poll one of a pipeline's sources.",
+            options.source_down_for,
             "Pipeline {{ $labels.pipeline }}: the {{ $labels.kind }} source {{ $labels.name }} "
             "cannot be polled, so the facts it provides are unknown.",
-            "The last poll of the source failed (unreachable, 5xx, 401/403 or rate-limited). Tree "
-            "nodes that need it are unknown and fire nothing until it is back.",
-            ("kubectl -n monitoring logs deploy/promotion-exporter | grep '<name>'",),
-            (
-                "Token scopes: read:packages for GHCR; repo or actions read for GitHub.",
-                "RBAC: the exporter's ClusterRole must allow get/list on Flux objects.",
-            ),
         ),
+    }
+
+
+def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
+    """The catalogue's alerts in catalogue order, each with its rule."""
+    rules = _symptom_rules(options)
+    return tuple(
+        Symptom(
+            text,
+            rules[text.alert].expr,
+            options.for_(text.alert, rules[text.alert].for_),
+            rules[text.alert].description,
+        )
+        for text in SYMPTOMS
     )
 
 
@@ -327,7 +263,7 @@ def _not_ok(tree: Tree, nodes: str, window: str | None) -> str:
 
 
 def _tree_description(tree: Tree, node: Node) -> str:
-    first, second = _STAGE_PAIRS[tree.id]
+    first, second = STAGE_PAIRS[tree.id]
     return (
         'Pipeline {{ $labels.pipeline }} is stuck at "' + node.question + '" in the '
         f"{tree.title} tree. {node.meaning} {first.capitalize()} "
@@ -378,15 +314,12 @@ def _symptom_group(name: str, items: tuple[Symptom, ...], options: RuleOptions) 
             s.alert,
             s.expr,
             s.for_,
-            {"severity": s.severity},
-            _annotations(options, s.alert, s.summary, s.description),
+            {"severity": s.text.severity},
+            _annotations(options, s.alert, s.text.summary, s.description),
         )
         for s in items
     ]
     return {"name": name, "rules": rules}
-
-
-HEALTH_ALERTS = ("PromotionExporterDown", "PromotionSourceDown")
 
 
 def rule_groups(options: RuleOptions) -> list[dict]:
@@ -396,11 +329,11 @@ def rule_groups(options: RuleOptions) -> list[dict]:
         *(_tree_group(tree, options) for tree in TREES),
         _symptom_group(
             "promotion-symptoms",
-            tuple(s for s in all_symptoms if s.alert not in HEALTH_ALERTS),
+            tuple(s for s in all_symptoms if not s.text.health),
             options,
         ),
         _symptom_group(
-            "promotion-health", tuple(s for s in all_symptoms if s.alert in HEALTH_ALERTS), options
+            "promotion-health", tuple(s for s in all_symptoms if s.text.health), options
         ),
     ]
 
@@ -420,17 +353,6 @@ def prometheus_rule(groups: list[dict]) -> dict:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style for multi-line strings so the PromQL stays readable in review."""
-
-
-def _str_presenter(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _str_presenter)
-
 HEADER = (
     "# Generated by `promotion-exporter generate rules`; do not edit.\n"
     "# Regenerate with your own thresholds: promotion-exporter generate rules --help\n"
@@ -438,7 +360,7 @@ HEADER = (
 
 
 def dump(document: dict) -> str:
-    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100)
+    return HEADER + yamlfile.dump(document)
 
 
 def render_files(options: RuleOptions) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 The model computes one fact per node, the rules pack turns each node into a cause alert, the
 runbook gets one section per node, and `diagnose` walks the same nodes in the same order.
-Commands use {placeholders} that `diagnose` fills from the config and the model:
+Commands use the {placeholders} of `exporter.seed.Placeholders`, which `diagnose` fills from the
+config and the model:
 {kubeconfig} {namespace} {source} {kustomization} {artifact} {sha} {version} {alert} {provider}
 {build_workflow} {promote_workflow}.
 """
