@@ -11,7 +11,7 @@ from exporter.tags import ClassifiedTag, TagKind, classify
 from exporter.versions import Version
 
 _COMMIT_IN_REVISION = re.compile(r"sha1:([0-9a-f]{40})$")
-_LOWEST = Version.parse("0.0.0-0")
+_LOWEST = Version(0, 0, 0, "0", original="0.0.0-0")  # below every version Flux selects
 # A build time before this is no time at all: `flux push artifact --reproducible` writes the
 # Unix epoch, and no artifact of this pipeline was built in the last century.
 EARLIEST_BUILD_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from exporter import __version__, demo, diagnose, docs, generate, rules, server
@@ -27,7 +28,6 @@ def _config_flag(parser: argparse.ArgumentParser) -> None:
 
 def _rules_flags(parser: argparse.ArgumentParser) -> None:
     defaults = rules.RuleOptions()
-    parser.add_argument("--out", type=Path, default=Path("rules"), help="output directory")
     parser.add_argument(
         "--lag-threshold",
         default=defaults.lag_threshold,
@@ -151,13 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="regenerate shipped files")
     targets = generate.add_subparsers(dest="target", metavar="TARGET", required=True)
-    _rules_flags(targets.add_parser("rules", help="the alert rules (both formats)"))
+    rules_target = targets.add_parser("rules", help="the alert rules (both formats)")
+    rules_target.add_argument("--out", type=Path, default=Path("rules"), help="output directory")
+    _rules_flags(rules_target)
     targets.add_parser("docs", help="docs/runbook.md and docs/metrics.md").add_argument(
         "--out", type=Path, default=Path("docs"), help="output directory"
     )
     targets.add_parser(
         "dashboards", help="the Grafana dashboards and their ConfigMap"
     ).add_argument("--out", type=Path, default=Path("dashboards"), help="output directory")
+    everything = targets.add_parser(
+        "all",
+        help="every generated file of a checkout (make generate): rules, docs, dashboards, "
+        "their deploy/base copies and the README's blocks",
+    )
+    everything.add_argument("--root", type=Path, default=Path(), help="the checkout")
+    everything.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 naming the stale files"
+    )
+    _rules_flags(everything)
     return parser
 
 
@@ -185,12 +197,17 @@ def _rule_options(args: argparse.Namespace) -> rules.RuleOptions:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    if args.target == "rules":
+    if args.target in ("rules", "all"):
         try:
-            files = rules.render_files(_rule_options(args))
+            options = _rule_options(args)
+            options.validate()
         except ValueError as error:
-            print(f"generate rules: {error}", file=sys.stderr)
+            print(f"generate {args.target}: {error}", file=sys.stderr)
             return 2
+    if args.target == "all":
+        return _generate_checkout(args.root, options, check=args.check)
+    if args.target == "rules":
+        files = rules.render_files(options)
     elif args.target == "dashboards":
         # grafana-foundation-sdk is a development dependency: only regenerating needs it.
         from exporter import dashboards
@@ -203,6 +220,22 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_checkout(root: Path, options: rules.RuleOptions, check: bool) -> int:
+    files = generate.checkout_files(root, options)
+    stale = generate.stale_files(root, files)
+    if check:
+        for name in stale:
+            print(f"stale: {name}", file=sys.stderr)
+        if stale:
+            print("run: make generate", file=sys.stderr)
+        return 1 if stale else 0
+    for name in stale:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(files[name])
+        print(f"wrote {name}")
+    return 0
+
+
 def _with_config(path: str, action: Callable[[Config], int]) -> int:
     try:
         config = load_config(path)
@@ -210,6 +243,16 @@ def _with_config(path: str, action: Callable[[Config], int]) -> int:
         print(f"{path}: {error}", file=sys.stderr)
         return EXIT_CONFIG_INVALID
     return action(config)
+
+
+def _config_ok(path: str, _config: Config) -> int:
+    print(f"{path}: ok")
+    return 0
+
+
+def _serve(listen_address: str, config: Config) -> int:
+    server.serve(config, listen_address)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "check-config":
-        return _with_config(args.file, lambda _config: print(f"{args.file}: ok") or 0)
+        return _with_config(args.file, partial(_config_ok, args.file))
     if args.command == "diagnose":
         return _with_config(args.config_file, diagnose.run)
     if args.command == "generate":
@@ -242,6 +285,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
-    return _with_config(
-        args.config_file, lambda config: server.serve(config, args.listen_address) or 0
-    )
+    return _with_config(args.config_file, partial(_serve, args.listen_address))

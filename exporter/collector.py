@@ -267,13 +267,15 @@ class _Families:
     """Creates each family once per scrape, on first use, with HELP and labels from METRICS."""
 
     def __init__(self) -> None:
-        self.families: dict[str, Metric] = {}
+        self.families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
 
     def add(self, name: str, labels: tuple[str, ...] | list[str], value: float) -> None:
         family = self.families.get(name)
         if family is None:
             spec = METRICS[name]
-            kind = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
+            kind: type[CounterMetricFamily | GaugeMetricFamily] = (
+                CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
+            )
             family = kind(name, f"{spec.help} {POLL_NOTE}", labels=list(spec.labels))
             self.families[name] = family
         family.add_metric(list(labels), value)

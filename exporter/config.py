@@ -16,6 +16,9 @@ from exporter.snapshot import ObjectRef
 from exporter.versions import Constraint, ConstraintError
 
 STAGE_NAMES = ("integration", "live")
+DEFAULT_INTERVAL = "30s"
+DEFAULT_TIMEOUT = "10s"
+DEFAULT_GRACE_POLLS = 3
 _DURATION = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$")
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
@@ -175,7 +178,7 @@ class _Checker:
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path or 'config'}: {message}")
 
-    def mapping(self, raw: Any, path: str, allowed: set[str], required: set[str]) -> dict:
+    def mapping(self, raw: Any, path: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -187,28 +190,30 @@ class _Checker:
             self.problem(_join(path, key), "is required")
         return raw
 
-    def string(self, raw: dict, key: str, path: str, default: str | None = None) -> str | None:
+    def string(
+        self, raw: dict[str, Any], key: str, path: str, default: str | None = None
+    ) -> str | None:
         value = raw.get(key, default)
         if value is not None and (not isinstance(value, str) or not value):
             self.problem(_join(path, key), "must be a non-empty string")
             return default
         return value
 
-    def boolean(self, raw: dict, key: str, path: str, default: bool) -> bool:
+    def boolean(self, raw: dict[str, Any], key: str, path: str, default: bool) -> bool:
         value = raw.get(key, default)
         if not isinstance(value, bool):
             self.problem(_join(path, key), "must be true or false")
             return default
         return value
 
-    def count(self, raw: dict, key: str, path: str, default: int) -> int:
+    def count(self, raw: dict[str, Any], key: str, path: str, default: int) -> int:
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self.problem(_join(path, key), "must be a whole number, 0 or more")
             return default
         return value
 
-    def duration(self, raw: dict, key: str, path: str, default: str) -> float:
+    def duration(self, raw: dict[str, Any], key: str, path: str, default: str) -> float:
         try:
             seconds = parse_duration(raw.get(key, default))
         except ValueError as error:
@@ -247,9 +252,9 @@ class _Checker:
             {"interval", "timeout", "grace_polls", "github", "clusters", "pipelines"},
             {"clusters", "pipelines"},
         )
-        interval = self.duration(raw, "interval", "", "30s")
-        timeout = self.duration(raw, "timeout", "", "10s")
-        grace_polls = self.count(raw, "grace_polls", "", 3)
+        interval = self.duration(raw, "interval", "", DEFAULT_INTERVAL)
+        timeout = self.duration(raw, "timeout", "", DEFAULT_TIMEOUT)
+        grace_polls = self.count(raw, "grace_polls", "", DEFAULT_GRACE_POLLS)
         github = self.github(raw["github"]) if raw.get("github") is not None else None
         clusters = self.clusters(raw.get("clusters"))
         pipelines = self.pipelines(raw.get("pipelines"), clusters, github)
@@ -285,9 +290,9 @@ class _Checker:
             **(defaults | self.github_fields(raw, path)),
         )
 
-    def github_fields(self, raw: dict, path: str) -> dict[str, str | None]:
+    def github_fields(self, raw: dict[str, Any], path: str) -> dict[str, Any]:
         """The watch keys present in raw; null is allowed where it means something."""
-        fields: dict[str, str | None] = {}
+        fields: dict[str, Any] = {}  # GitHubConfig fields, for dataclasses.replace
         for key in (key for key in _PIPELINE_GITHUB_KEYS if key in raw):
             value = raw[key]
             if value is None and key == "promote_workflow":
@@ -304,7 +309,7 @@ class _Checker:
         return fields
 
     def pipeline_github(
-        self, raw: dict, path: str, top: GitHubConfig | None
+        self, raw: dict[str, Any], path: str, top: GitHubConfig | None
     ) -> GitHubConfig | None:
         if raw.get("github") is None:
             return top
@@ -360,11 +365,10 @@ class _Checker:
         for index, pipeline in enumerate(pipelines):
             mine: dict[tuple[str, str, ObjectRef], str] = {}
             for stage in pipeline.stages.values():
-                for field_name, kind in (
-                    ("source", "OCIRepository"),
-                    ("kustomization", "Kustomization"),
+                for field_name, kind, ref in (
+                    ("source", "OCIRepository", stage.source),
+                    ("kustomization", "Kustomization", stage.kustomization),
                 ):
-                    ref: ObjectRef = getattr(stage, field_name)
                     key, path = (
                         (stage.cluster, kind, ref),
                         f"pipelines[{index}].stages.{stage.name}.{field_name}",
@@ -430,7 +434,7 @@ class _Checker:
             ),
         )
 
-    def dispatch(self, raw: dict, path: str) -> tuple[ObjectRef | None, ObjectRef | None]:
+    def dispatch(self, raw: dict[str, Any], path: str) -> tuple[ObjectRef | None, ObjectRef | None]:
         """The Alert and Provider; both null means the pipeline has no dispatch wiring."""
         nulls = [key for key in ("alert", "provider") if key in raw and raw[key] is None]
         if len(nulls) == 2:
@@ -483,7 +487,7 @@ class _Checker:
         return RegistryAuth(username=self.secret(raw, path, "username"), token=token)
 
     def stages(
-        self, raw: Any, path: str, clusters: dict[str, ClusterConfig], defaults: dict
+        self, raw: Any, path: str, clusters: dict[str, ClusterConfig], defaults: dict[str, Any]
     ) -> dict[str, StageConfig]:
         raw = self.mapping(raw, path, set(STAGE_NAMES), set())
         if not raw:
@@ -495,7 +499,12 @@ class _Checker:
         }
 
     def stage(
-        self, name: str, raw: Any, path: str, clusters: dict[str, ClusterConfig], defaults: dict
+        self,
+        name: str,
+        raw: Any,
+        path: str,
+        clusters: dict[str, ClusterConfig],
+        defaults: dict[str, Any],
     ) -> StageConfig:
         raw = self.mapping(
             raw, path, {"cluster", "semver", "source", "kustomization", "canaries"}, {"cluster"}

@@ -20,6 +20,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as grafana
+from grafana_foundation_sdk.models.prometheus import Dataquery as PrometheusQuery
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from exporter import yamlfile
@@ -117,7 +118,7 @@ def _limit(seconds: float) -> dashboard_builders.ThresholdsConfig:
     return _steps((None, _GREEN), (seconds, _RED))
 
 
-def _values(mapping: dict[float, tuple[str, str]]) -> list[grafana.ValueMap]:
+def _values(mapping: dict[float, tuple[str, str]]) -> list[grafana.ValueMapping]:
     """Value mappings {value: (text, color)}, in the given order."""
     options = {
         f"{value:g}": grafana.ValueMappingResult(text=text, color=color, index=index)
@@ -294,7 +295,7 @@ def _current_node_expr() -> str:
 
 
 def _current_nodes() -> stat.Panel:
-    mapping = {0: ("every node ok", _GREEN)}
+    mapping: dict[float, tuple[str, str]] = {0: ("every node ok", _GREEN)}
     for code, _tree, position, node in _coded_nodes():
         mapping[code] = (f"{position}. {node.alert}", _RED)
     panel = _panel(
@@ -563,8 +564,8 @@ def overview() -> grafana.Dashboard:
             builder.with_panel(panel)
     dashboard = builder.build()
     # Grafana needs ids unique within the dashboard; the builders leave every id at 0.
-    for panel_id, panel in enumerate(dashboard.panels or [], start=1):
-        panel.id_val = panel_id
+    for panel_id, built in enumerate(dashboard.panels or [], start=1):
+        built.id_val = panel_id
     return dashboard
 
 
@@ -584,6 +585,7 @@ def panel_queries() -> list[tuple[str, str]]:
         (panel.title or "", target.expr)
         for panel in _panels(overview())
         for target in panel.targets or []
+        if isinstance(target, PrometheusQuery)
     ]
 
 

@@ -11,6 +11,7 @@ from exporter import seed
 from exporter.config import Config, PipelineConfig
 from exporter.model import PipelineState, State, TreeState
 from exporter.poller import Poller
+from exporter.snapshot import SourceStatus
 from exporter.trees import INTEGRATION_TREE
 
 EXIT_HEALTHY, EXIT_STUCK, EXIT_UNKNOWN = 0, 1, 2
@@ -73,8 +74,8 @@ def _pipeline_lines(
     yield ""
 
 
-def _reason(status: object) -> str:
-    error = getattr(status, "error", None)
+def _reason(status: SourceStatus | None) -> str:
+    error = status.error if status is not None else None
     return error.value if error is not None else "not polled"
 
 

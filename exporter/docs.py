@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
-from exporter import seed
+from exporter import config_reference, seed
 from exporter.collector import METRICS
+from exporter.config import parse_duration
+from exporter.rules import RuleOptions, symptoms
 from exporter.trees import INTEGRATION_TREE, TREES, Node, Tree
 
 RUNBOOK_FILE = "runbook.md"
@@ -91,6 +94,53 @@ def metrics_table() -> str:
         help_text = html.escape(spec.help, quote=False)
         lines.append(f"| `{spec.sample_name}` | {spec.type} | {labels} | {help_text} |")
     return "\n".join(lines) + "\n"
+
+
+_NO_VALUE = "—"
+
+
+def _alert_link(alert: str) -> str:
+    return f"[{alert}](docs/runbook.md#{alert.lower()})"
+
+
+def _for_cell(for_: str) -> str:
+    return for_ if parse_duration(for_) > 0 else _NO_VALUE
+
+
+def alert_catalogue(options: RuleOptions) -> str:
+    """The README's alert table: every alert of the rules pack, in the pack's order."""
+    lines = ["| Alert | Severity | Fires when | for | Tree / node |", "|---|---|---|---|---|"]
+    for tree in TREES:
+        for node in tree.nodes:
+            fires = f"no to *{html.escape(node.question, quote=False)}*"
+            for_ = _for_cell(options.for_(node.alert, node.for_))
+            where = f"`{tree.id}` / `{node.id}`"
+            lines.append(
+                f"| {_alert_link(node.alert)} | {node.severity} | {fires} | {for_} | {where} |"
+            )
+    for symptom in symptoms(options):
+        text = symptom.text
+        fires = text.fires_when.format(**dataclasses.asdict(options))
+        lines.append(
+            f"| {_alert_link(text.alert)} | {text.severity} | {fires} | "
+            f"{_for_cell(symptom.for_)} | {_NO_VALUE} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def metrics_rows() -> str:
+    """The metrics table alone, for the README."""
+    table = metrics_table()
+    return table[table.index("| Metric |") :]
+
+
+def readme_blocks(options: RuleOptions) -> dict[str, str]:
+    """The README's generated blocks by marker name."""
+    return {
+        "config-reference": config_reference.table(),
+        "metrics": metrics_rows(),
+        "alerts": alert_catalogue(options),
+    }
 
 
 def render_files() -> dict[str, str]:

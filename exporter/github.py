@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -201,7 +201,8 @@ class GitHubClient:
             result = context.results[key]
             if isinstance(result, _NotFoundError):
                 raise result
-            return result
+            # One URL is always parsed by the same function, so its result has that type.
+            return cast(T, result)
         try:
             value = self._request(context, request, key, path, parse)
         except _NotFoundError as error:
@@ -224,7 +225,7 @@ class GitHubClient:
         response = self._send(request, path)
         self._note_rate_limit(response, context.now)
         if response.status_code == 304 and cached is not None:
-            return cached.value
+            return cast(T, cached.value)
         if response.status_code != 200:
             raise self._error(response, path, context.now)
         value = _parse_body(response, path, parse)

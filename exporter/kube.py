@@ -361,7 +361,7 @@ def api_error(prefix: str, error: ApiException) -> SourceError:
 
 
 def connection_error(prefix: str, error: urllib3.exceptions.HTTPError) -> SourceError:
-    cause = error
+    cause: Exception = error
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
         cause = error.reason
     # urllib3 files a refused connection under ConnectTimeoutError, but it is no timeout.

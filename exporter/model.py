@@ -8,7 +8,7 @@ never False. The node facts live in exporter.facts, the accessors they share in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.artifacts import ArtifactView, parse_revision
@@ -346,53 +346,63 @@ def _walk(
 
 
 # The kinds a cluster is asked for: the exported kind name and the ClusterData field.
+@dataclass(frozen=True)
+class _WantedKind:
+    """A kind the clusters are asked for: which objects of it are wanted, which were read."""
+
+    name: str
+    wanted: Callable[[ClusterWants], frozenset[ObjectRef]]
+    found: Callable[[ClusterData], Mapping[ObjectRef, object]]
+
+
 _WANTED_KINDS = (
-    ("OCIRepository", "oci_repositories"),
-    ("Kustomization", "kustomizations"),
-    ("Canary", "canaries"),
-    ("Alert", "alerts"),
-    ("Provider", "providers"),
+    _WantedKind("OCIRepository", lambda w: w.oci_repositories, lambda c: c.oci_repositories),
+    _WantedKind("Kustomization", lambda w: w.kustomizations, lambda c: c.kustomizations),
+    _WantedKind("Canary", lambda w: w.canaries, lambda c: c.canaries),
+    _WantedKind("Alert", lambda w: w.alerts, lambda c: c.alerts),
+    _WantedKind("Provider", lambda w: w.providers, lambda c: c.providers),
 )
 
 
 def cluster_wants(config: Config) -> dict[str, ClusterWants]:
     """The objects each cluster is asked for, gathered from every pipeline that uses it."""
-    wants: dict[str, dict[str, set[ObjectRef]]] = {
-        name: {field: set() for _kind, field in _WANTED_KINDS} for name in config.clusters
-    }
+    wants = {name: ClusterWants() for name in config.clusters}
     for pipeline in config.pipelines:
         for stage_name, stage in pipeline.stages.items():
             want = wants[stage.cluster]
-            want["oci_repositories"].add(stage.source)
-            want["kustomizations"].add(stage.kustomization)
-            want["canaries"].update(stage.canaries)
-            if stage_name == "integration" and pipeline.alert and pipeline.provider:
-                want["alerts"].add(pipeline.alert)
-                want["providers"].add(pipeline.provider)
-    return {
-        name: ClusterWants(**{field: frozenset(refs) for field, refs in want.items()})
-        for name, want in wants.items()
-    }
+            dispatch = (
+                (pipeline.alert, pipeline.provider)
+                if stage_name == "integration" and pipeline.alert and pipeline.provider
+                else None
+            )
+            wants[stage.cluster] = ClusterWants(
+                oci_repositories=want.oci_repositories | {stage.source},
+                kustomizations=want.kustomizations | {stage.kustomization},
+                canaries=want.canaries | set(stage.canaries),
+                alerts=want.alerts | ({dispatch[0]} if dispatch else set()),
+                providers=want.providers | ({dispatch[1]} if dispatch else set()),
+            )
+    return wants
 
 
-def _lookup(cluster: ClusterData | None, field: str, ref: ObjectRef) -> object | None:
+def _lookup(cluster: ClusterData | None, kind: _WantedKind, ref: ObjectRef) -> object | None:
+    """The object as read, Missing when the cluster lacks it, None when the cluster is down."""
     if cluster is None:
         return None
-    found: dict[ObjectRef, object] = getattr(cluster, field)
-    return found.get(ref, Missing.NOT_FOUND)
+    return kind.found(cluster).get(ref, Missing.NOT_FOUND)
 
 
 def _wanted(
     wants: dict[str, ClusterWants],
-) -> list[tuple[str, str, str, ObjectRef]]:
-    """(cluster, kind, ClusterData field, ref) for every wanted object, in a stable order."""
+) -> list[tuple[str, _WantedKind, ObjectRef]]:
+    """(cluster, kind, ref) for every wanted object, in a stable order."""
     found = [
-        (cluster, kind, field, ref)
+        (cluster, kind, ref)
         for cluster, want in wants.items()
-        for kind, field in _WANTED_KINDS
-        for ref in getattr(want, field)
+        for kind in _WANTED_KINDS
+        for ref in kind.wanted(want)
     ]
-    return sorted(found, key=lambda w: (w[0], w[1], w[3].namespace, w[3].name))
+    return sorted(found, key=lambda w: (w[0], w[1].name, w[2].namespace, w[2].name))
 
 
 def _found_canaries(
@@ -400,12 +410,12 @@ def _found_canaries(
 ) -> Iterable[tuple[str, ObjectRef, CanaryData]]:
     """Each configured Canary that was read, in a stable order; absent ones are left to
     promotion_kubernetes_object_present."""
-    for cluster_name, _kind, field, ref in _wanted(wants):
-        if field != "canaries":
-            continue
-        canary = _lookup(snapshot.clusters.get(cluster_name), field, ref)
-        if isinstance(canary, CanaryData):
-            yield cluster_name, ref, canary
+    for cluster_name, want in sorted(wants.items()):
+        cluster = snapshot.clusters.get(cluster_name)
+        for ref in sorted(want.canaries, key=lambda r: (r.namespace, r.name)):
+            canary = cluster.canaries.get(ref) if cluster is not None else None
+            if isinstance(canary, CanaryData):
+                yield cluster_name, ref, canary
 
 
 def _canary_checks(
@@ -435,12 +445,12 @@ def _object_presence(
     wants: dict[str, ClusterWants], snapshot: Snapshot
 ) -> tuple[ObjectPresence, ...]:
     found = []
-    for cluster, kind, field, ref in _wanted(wants):
-        value = _lookup(snapshot.clusters.get(cluster), field, ref)
+    for cluster, kind, ref in _wanted(wants):
+        value = _lookup(snapshot.clusters.get(cluster), kind, ref)
         if value is not None:
             found.append(
                 ObjectPresence(
-                    cluster, kind, ref.namespace, ref.name, not isinstance(value, Missing)
+                    cluster, kind.name, ref.namespace, ref.name, not isinstance(value, Missing)
                 )
             )
     return tuple(found)

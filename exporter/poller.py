@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from exporter.config import Config, GitHubConfig
@@ -28,6 +29,15 @@ from exporter.registry import RegistryClient
 from exporter.snapshot import ErrorReason, RateLimit, Snapshot, SourceError, SourceStatus
 
 log = logging.getLogger(__name__)
+
+
+def _ignoring_now(poll: Callable[[], object]) -> Callable[[float], object]:
+    """A fetch for a client whose poll does not need the poll's start time."""
+
+    def fetch(_now: float) -> object:
+        return poll()
+
+    return fetch
 
 
 @dataclass
@@ -73,7 +83,7 @@ class Poller:
                     "registry",
                     pipeline.registry_repository,
                     pipeline.name,
-                    lambda _now, r=registry: r.poll(),
+                    _ignoring_now(registry.poll),
                     registry.close,
                 )
             )
@@ -82,7 +92,11 @@ class Poller:
             kube = KubeClient(cluster, config.timeout)
             sources.append(
                 _Source(
-                    "cluster", name, name, lambda _now, k=kube, w=wants[name]: k.poll(w), kube.close
+                    "cluster",
+                    name,
+                    name,
+                    _ignoring_now(partial(kube.poll, wants[name])),
+                    kube.close,
                 )
             )
         for repository, watches in _github_watches(config).items():

@@ -159,7 +159,7 @@ class ChallengeAuth(httpx.Auth):
                 ErrorReason.BAD_RESPONSE,
                 f"registry {self._registry.host} sent a bearer challenge without a usable realm",
             )
-        query = {
+        query: dict[str, str] = {
             key: challenge.params[key] for key in ("service", "scope") if key in challenge.params
         }
         request = httpx.Request("GET", realm.copy_merge_params(query))

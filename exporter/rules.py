@@ -25,6 +25,8 @@ from exporter.seed import (
 )
 from exporter.trees import TREES, Node, Tree
 
+_Yaml = dict[str, Any]  # a mapping of a rule file
+
 PLAIN_RULES_FILE = "promotion.rules.yml"
 PROMETHEUS_RULE_FILE = "promotion-prometheusrule.yaml"
 DEFAULT_RUNBOOK_URL = (
@@ -272,7 +274,9 @@ def _tree_description(tree: Tree, node: Node) -> str:
     )
 
 
-def _annotations(options: RuleOptions, alert: str, summary: str, description: str) -> dict:
+def _annotations(
+    options: RuleOptions, alert: str, summary: str, description: str
+) -> dict[str, str]:
     return {
         "summary": summary,
         "description": description,
@@ -285,7 +289,9 @@ def _annotations(options: RuleOptions, alert: str, summary: str, description: st
     }
 
 
-def _rule(alert: str, expr: str, for_: str, labels: dict, annotations: dict) -> dict:
+def _rule(
+    alert: str, expr: str, for_: str, labels: dict[str, str], annotations: dict[str, str]
+) -> _Yaml:
     rule: dict[str, Any] = {"alert": alert, "expr": expr}
     if parse_duration(for_) > 0:
         rule["for"] = for_
@@ -294,7 +300,7 @@ def _rule(alert: str, expr: str, for_: str, labels: dict, annotations: dict) -> 
     return rule
 
 
-def _tree_group(tree: Tree, options: RuleOptions) -> dict:
+def _tree_group(tree: Tree, options: RuleOptions) -> _Yaml:
     rules = [
         _rule(
             node.alert,
@@ -308,7 +314,7 @@ def _tree_group(tree: Tree, options: RuleOptions) -> dict:
     return {"name": f"promotion-{tree.id}-tree", "rules": rules}
 
 
-def _symptom_group(name: str, items: tuple[Symptom, ...], options: RuleOptions) -> dict:
+def _symptom_group(name: str, items: tuple[Symptom, ...], options: RuleOptions) -> _Yaml:
     rules = [
         _rule(
             s.alert,
@@ -322,7 +328,7 @@ def _symptom_group(name: str, items: tuple[Symptom, ...], options: RuleOptions) 
     return {"name": name, "rules": rules}
 
 
-def rule_groups(options: RuleOptions) -> list[dict]:
+def rule_groups(options: RuleOptions) -> list[_Yaml]:
     options.validate()
     all_symptoms = symptoms(options)
     return [
@@ -338,7 +344,7 @@ def rule_groups(options: RuleOptions) -> list[dict]:
     ]
 
 
-def prometheus_rule(groups: list[dict]) -> dict:
+def prometheus_rule(groups: list[_Yaml]) -> _Yaml:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -359,7 +365,7 @@ HEADER = (
 )
 
 
-def dump(document: dict) -> str:
+def dump(document: _Yaml) -> str:
     return HEADER + yamlfile.dump(document)
 
 

@@ -97,14 +97,6 @@ def unknown_identifiers(expr: str) -> set[str]:
 # --- The committed files ----------------------------------------------------------------------
 
 
-def test_committed_files_are_the_generated_ones(files: dict[str, str]) -> None:
-    assert {path.name for path in DASHBOARDS_DIR.iterdir()} == set(files)
-    for name, text in files.items():
-        assert (DASHBOARDS_DIR / name).read_text() == text, (
-            f"regenerate: promotion-exporter generate dashboards ({name})"
-        )
-
-
 def test_cli_generates_the_files(
     tmp_path: Path, files: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

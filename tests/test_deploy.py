@@ -197,11 +197,8 @@ def test_crd_validation_rejects_a_misspelt_field(
 
 
 def test_prometheusrule_is_the_generated_one(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    # deploy/base holds a copy that `make generate` writes; the overlays must render it.
     generated = ROOT / "rules" / "promotion-prometheusrule.yaml"
-    copied = DEPLOY / "base" / "prometheusrule.yaml"
-    assert copied.read_bytes() == generated.read_bytes(), (
-        "run: cp rules/promotion-prometheusrule.yaml deploy/base/prometheusrule.yaml"
-    )
     expected = yaml.safe_load(generated.read_text())
     expected["metadata"]["namespace"] = NAMESPACE  # all that kustomize adds
     for overlay in EXPORTER_OVERLAYS:
@@ -210,11 +207,6 @@ def test_prometheusrule_is_the_generated_one(rendered: dict[str, list[dict[str, 
 
 def test_dashboards_are_the_generated_ones(rendered: dict[str, list[dict[str, Any]]]) -> None:
     generated = ROOT / "dashboards" / "promotion-dashboards-configmap.yaml"
-    copied = DEPLOY / "base" / "dashboards-configmap.yaml"
-    assert copied.read_bytes() == generated.read_bytes(), (
-        "run: cp dashboards/promotion-dashboards-configmap.yaml deploy/base/"
-        "dashboards-configmap.yaml"
-    )
     expected = [d for d in yaml.safe_load_all(generated.read_text()) if d]
     assert expected
     for document in expected:
@@ -724,12 +716,6 @@ def test_readme_starts_with_make_demo_and_make_test() -> None:
     assert re.search(r"^demo:", makefile, re.MULTILINE)
     assert re.search(r"^test:", makefile, re.MULTILINE)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
-
-
-def test_readme_metrics_table_is_docs_metrics() -> None:
-    generated = (ROOT / "docs" / "metrics.md").read_text().rstrip("\n").split("\n")
-    table = generated[next(i for i, line in enumerate(generated) if line.startswith("| Metric")) :]
-    assert readme_block("metrics") == table
 
 
 def test_readme_alert_catalogue_is_the_rules() -> None:

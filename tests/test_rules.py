@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from exporter.rules import PLAIN_RULES_FILE, PROMETHEUS_RULE_FILE, RuleOptions, render_files
+from exporter.rules import PLAIN_RULES_FILE, PROMETHEUS_RULE_FILE
 from exporter.simulator.distribution import free_port
 from tests.processes import binary, spawn, stop_cleanly, wait_ready
 
@@ -133,13 +133,6 @@ def runbook_anchors() -> set[str]:
 @pytest.fixture(scope="module")
 def groups() -> list[dict]:
     return _load(PLAIN_RULES)["groups"]
-
-
-def test_shipped_rules_equal_the_generator_defaults() -> None:
-    for name, text in render_files(RuleOptions()).items():
-        assert (RULES_DIR / name).read_text() == text, (
-            f"rules/{name} is stale: run promotion-exporter generate rules"
-        )
 
 
 def test_promtool_checks_the_plain_rule_file() -> None:

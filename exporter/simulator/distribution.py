@@ -24,7 +24,8 @@ def available() -> bool:
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _config(root: Path, port: int, htpasswd: Path | None) -> str:

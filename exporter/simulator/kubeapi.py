@@ -113,7 +113,9 @@ CANARY_CHECKER = (CANARY_V1,)
 DEFAULT_RESOURCES = (*FLUX_2_8, *CANARY_CHECKER)
 
 
-def _status(code: int, reason: str, message: str, details: dict | None = None) -> dict[str, Any]:
+def _status(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -310,8 +312,8 @@ class FakeKubeAPI(LoopbackServer[RecordedRequest]):
         if not parts:
             return _Reply(200, self._group_list())
         if len(parts) == 1:
-            group = self._group(parts[0])
-            return _Reply(200, group) if group else _Reply(404, _UNKNOWN_RESOURCE)
+            group_list = self._group(parts[0])
+            return _Reply(200, group_list) if group_list else _Reply(404, _UNKNOWN_RESOURCE)
         group, version, rest = parts[0], parts[1], parts[2:]
         if not rest:
             return self._resource_list(group, version)
@@ -419,7 +421,7 @@ class FakeKubeAPI(LoopbackServer[RecordedRequest]):
         start = int(query.get("continue", ["0"])[0] or 0)
         limit = int(query.get("limit", ["0"])[0] or 0)
         end = start + limit if limit else len(items)
-        metadata = {"resourceVersion": str(self._resource_version)}
+        metadata: dict[str, str | int] = {"resourceVersion": str(self._resource_version)}
         if end < len(items):
             metadata["continue"] = str(end)
             metadata["remainingItemCount"] = len(items) - end
