@@ -16,7 +16,9 @@ import httpx
 import pytest
 import yaml
 
+from exporter.seed import SYMPTOMS
 from exporter.simulator.distribution import free_port
+from exporter.trees import TREES
 from tests.processes import binary, spawn, stop_cleanly, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -290,7 +292,9 @@ def test_source_down_inhibits_every_tree_alert_and_symptom(alertmanager: str) ->
     targets = [
         _alert(name, severity, pipeline="platform") for name, severity in _pipeline_alerts().items()
     ]
-    assert len(targets) == 22  # 16 tree nodes and 6 symptoms
+    health = {s.alert for s in SYMPTOMS if s.health}
+    tree_nodes = [node for tree in TREES for node in tree.nodes]
+    assert len(targets) == len(tree_nodes) + len(SYMPTOMS) - len(health)
     _post(alertmanager, source_down, *targets)
 
     alerts = _poll(alertmanager, lambda alerts: all(_inhibited(alerts, t) for t in targets))
