@@ -288,21 +288,19 @@ class PromotionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         out = _Families()
         out.add("promotion_exporter_build_info", (__version__,), 1)
-        out.add("promotion_polls", (), self.poller.polls)
         state = self.poller.state  # read once: the poller may swap it during the scrape
+        out.add("promotion_polls", (), state.polls if state is not None else 0)
         if state is not None:
-            self._errors(out, state)
+            _export_errors(out, state)
             _export_state(out, state)
         yield from out.families.values()
 
-    def _errors(self, out: _Families, state: State) -> None:
-        for kind, name in sorted({(status.kind, status.name) for status in state.sources}):
-            for reason in ErrorReason:
-                out.add(
-                    "promotion_source_errors",
-                    (kind, name, reason.value),
-                    self.poller.errors[(kind, name, reason.value)],
-                )
+
+def _export_errors(out: _Families, state: State) -> None:
+    for kind, name in sorted({(status.kind, status.name) for status in state.sources}):
+        for reason in ErrorReason:
+            count = state.source_errors.get((kind, name, reason.value), 0)
+            out.add("promotion_source_errors", (kind, name, reason.value), count)
 
 
 def _export_state(out: _Families, state: State) -> None:

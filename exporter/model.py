@@ -9,7 +9,7 @@ never False. The node facts live in exporter.facts, the accessors they share in 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.artifacts import ArtifactView, parse_revision
 from exporter.config import Config
@@ -154,6 +154,10 @@ class State:
     rate_limit: RateLimit | None
     sources: tuple[SourceStatus, ...]
     canaries: tuple[CanaryState, ...] = ()
+    # The poller's counters, as of this state: complete polls, and failed polls by
+    # (kind, name, reason). The model leaves them empty; the poller fills them in.
+    polls: int = 0
+    source_errors: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 def build_state(config: Config, snapshot: Snapshot) -> State:

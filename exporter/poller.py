@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -109,8 +109,10 @@ class Poller:
 
     def poll_once(self) -> State:
         snapshot = self.poll_snapshot()
-        self.state = build_state(self.config, snapshot)
         self.polls += 1
+        self.state = replace(
+            build_state(self.config, snapshot), polls=self.polls, source_errors=dict(self.errors)
+        )
         return self.state
 
     def poll_snapshot(self) -> Snapshot:
@@ -136,7 +138,7 @@ class Poller:
             )
         except Exception:
             # A client bug must not take the other sources or the exporter down with it.
-            error = ErrorReason.BAD_RESPONSE
+            error = ErrorReason.INTERNAL
             log.exception("%s %s: unexpected error while polling", source.kind, source.name)
         duration = time.perf_counter() - started
         if error is None:

@@ -21,6 +21,9 @@ class ErrorReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     BAD_RESPONSE = "bad_response"
+    # A bug in the exporter's client, not a fault of the source: report it, with the log's
+    # traceback, rather than blame the source's answer.
+    INTERNAL = "internal"
 
 
 class SourceError(Exception):

@@ -53,9 +53,11 @@ def poller(config: Config) -> Iterator[Poller]:
 
 
 def render(poller: Poller, config: Config, snapshot: Snapshot) -> str:
-    poller.state = build_state(config, snapshot)
-    poller.polls = 7
-    poller.errors[("cluster", "dev", ErrorReason.UNREACHABLE.value)] = 3
+    poller.state = replace(
+        build_state(config, snapshot),
+        polls=7,
+        source_errors={("cluster", "dev", ErrorReason.UNREACHABLE.value): 3},
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PromotionCollector(poller))
     return generate_latest(registry).decode()

@@ -149,7 +149,7 @@ def test_an_unexpected_error_counts_as_a_failed_poll(tmp_path: Path) -> None:
 
     assert registry_view(first, "buggy") == ("good", True)
     assert registry_view(second, "buggy") == ("good", False)
-    assert poller.errors == {("registry", "127.0.0.1:1/buggy", "bad_response"): 1}
+    assert poller.errors == {("registry", "127.0.0.1:1/buggy", "internal"): 1}
 
 
 # --- Sources built from the config --------------------------------------------------------
