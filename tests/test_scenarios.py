@@ -302,3 +302,10 @@ def test_contract_metrics_match_the_simulation(
         applied_at = max(truth.applied_at["integration"], built)
         staleness = 0.0 if f"validated-{short}" in truth.tags else (END - applied_at)
         assert _one(samples, "promotion_validation_staleness_seconds") == staleness
+
+
+def test_an_alert_in_another_namespace_is_named_as_the_cause() -> None:
+    """Flux resolves an eventSource without a namespace in the Alert's own namespace."""
+    config, state, _ = observe(SCENARIOS_BY_NAME["alert-event-source-namespace"])
+    text = diagnose.render(config, state)[0]
+    assert "the Alert does not watch Kustomization flux-system/platform" in text, text

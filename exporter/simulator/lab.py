@@ -144,20 +144,23 @@ class Lab:
                 "token_file": str(token_file),
             },
             "clusters": kubeconfigs,
-            "pipelines": [self._pipeline_dict(self.pipeline, ARTIFACT_REPOSITORY)],
+            "pipelines": [self._pipeline_dict(self.pipeline, self.sim)],
         }
-        if self.has_neighbour:
-            config["pipelines"].append(self._neighbour_dict())
+        if self.neighbour is not None:
+            config["pipelines"].append(self._pipeline_dict(self.neighbour_pipeline, self.neighbour))
         if self.flow != "rc":
             config["github"]["promote_workflow"] = None
             for pipeline in config["pipelines"]:
                 pipeline.update(alert=None, provider=None)
         return config
 
-    def _pipeline_dict(self, name: str, repository: str) -> dict[str, Any]:
-        return {
+    def _pipeline_dict(self, name: str, sim: PipelineSimulator | None) -> dict[str, Any]:
+        """The pipeline as a user would configure it for what the simulator plays."""
+        assert sim is not None, "start() the lab first"
+        names = sim.names
+        pipeline: dict[str, Any] = {
             "name": name,
-            "artifact": f"oci://{self.registry_host}/{repository}",
+            "artifact": f"oci://{self.registry_host}/{sim.repository}",
             "plain_http": True,
             "stages": {
                 "integration": {
@@ -166,17 +169,19 @@ class Lab:
                 },
                 "live": {"cluster": "live", "semver": ">= 0.0.0"},
             },
-        }
-
-    def _neighbour_dict(self) -> dict[str, Any]:
-        names = NEIGHBOUR_NAMES
-        return self._pipeline_dict(self.neighbour_pipeline, NEIGHBOUR_REPOSITORY) | {
-            "github": {"watch_path": names.watch_path, "build_workflow": names.build_workflow},
             "source": {"name": names.source},
             "kustomization": {"name": names.kustomization},
-            "alert": {"name": names.alert},
-            "canaries": [],
+            "alert": {"namespace": names.alert_namespace, "name": names.alert},
+            "provider": {"namespace": names.alert_namespace},
         }
+        if names.watch_path != Names().watch_path:
+            pipeline["github"] = {
+                "watch_path": names.watch_path,
+                "build_workflow": names.build_workflow,
+            }
+        if not names.furniture:
+            pipeline["canaries"] = []
+        return pipeline
 
     @property
     def neighbour_pipeline(self) -> str:

@@ -60,6 +60,8 @@ class Names:
     kustomization: str = "platform"
     source: str = "flux-system"
     alert: str = "validation-success"
+    # The Alert and its Provider; the Kustomization is always in flux-system.
+    alert_namespace: str = "flux-system"
     build_workflow: str = BUILD_WORKFLOW
     promote_workflow: str = PROMOTE_WORKFLOW
     watch_path: str = "kubernetes/"
@@ -313,6 +315,9 @@ class PipelineSimulator:
             return None
         if Break.DISPATCH_DROPPED in self.breaks or Break.ALERT_MISCONFIGURED in self.breaks:
             return None
+        if self.names.alert_namespace != "flux-system":
+            # An eventSource without a namespace is in the Alert's own: it never sees ours.
+            return None
         applied = self.stages["integration"].applied
         build = self._build_of(applied)
         if self.provider_type == "github" and build is not None:
@@ -378,6 +383,7 @@ class PipelineSimulator:
             integration.api.put(
                 flux.alert(
                     name=self.names.alert,
+                    namespace=self.names.alert_namespace,
                     event_sources=[{"kind": "Kustomization", "name": self.names.kustomization}],
                     inclusion_list=(".*Health check passed.*",)
                     if misconfigured
@@ -385,7 +391,11 @@ class PipelineSimulator:
                 )
             )
             if self.names.furniture:
-                integration.api.put(flux.provider(provider_type=self.provider_type))
+                integration.api.put(
+                    flux.provider(
+                        namespace=self.names.alert_namespace, provider_type=self.provider_type
+                    )
+                )
         if not self.names.furniture:
             return
         for name, stage in self.stages.items():

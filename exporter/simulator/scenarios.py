@@ -8,6 +8,7 @@ read this one table.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -145,6 +146,13 @@ def _skip_ci_after_failed_build(sim: PipelineSimulator) -> None:
     sim.release()
     sim.advance(600)
     sim.merge("Fix typo\n\nskip-checks: true")
+
+
+def _alert_moved_to_monitoring(sim: PipelineSimulator) -> None:
+    """The Alert and Provider moved to monitoring; the eventSource names no namespace."""
+    sim.names = dataclasses.replace(sim.names, alert_namespace="monitoring")
+    sim.install_cluster_objects()
+    sim.release()
 
 
 def _reproducible_builds(sim: PipelineSimulator) -> None:
@@ -473,6 +481,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "released. Only apps is stuck, at its build.",
         neighbour=frozenset({Break.BUILD_FAILS}),
         neighbour_alerts=frozenset({"PromotionBuildFailing"}),
+    ),
+    Scenario(
+        "alert-event-source-namespace",
+        "The Alert moved to monitoring, its eventSource naming Kustomization platform without a "
+        "namespace: notification-controller looks in the Alert's own namespace, so it never "
+        "sees flux-system/platform and no dispatch is sent.",
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+        play=_alert_moved_to_monitoring,
     ),
     Scenario(
         "live-helmrelease-failing",
