@@ -344,8 +344,6 @@ def _parse_run(raw: dict[str, Any]) -> WorkflowRun:
         conclusion=conclusion,
         created_at=parse_timestamp(raw.get("created_at")),
         updated_at=parse_timestamp(raw.get("updated_at")),
-        html_url=raw.get("html_url") or "",
-        head_branch=_optional_text(raw, "head_branch"),
         display_title=raw.get("display_title") or "",
     )
 
@@ -369,10 +367,6 @@ def _text(raw: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{key} is {type(value).__name__}, not a string")
     return value
-
-
-def _optional_text(raw: dict[str, Any], key: str) -> str | None:
-    return None if raw.get(key) is None else _text(raw, key)
 
 
 def _rate_limit_from(headers: httpx.Headers) -> RateLimit | None:

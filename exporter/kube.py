@@ -405,7 +405,6 @@ def parse_condition(raw: Any) -> Condition | None:
         status=_text(raw.get("status")) or "Unknown",
         reason=_text(raw.get("reason")) or "",
         message=_text(raw.get("message")) or "",
-        last_transition=parse_timestamp(_text(raw.get("lastTransitionTime"))),
     )
 
 
@@ -429,8 +428,6 @@ def parse_oci_repository(raw: Mapping[str, Any]) -> OCIRepositoryData:
         ref_tag=_text(ref.get("tag")),
         ref_digest=_text(ref.get("digest")),
         suspended=_suspended(raw),
-        generation=_integer(_mapping(raw, "metadata").get("generation")),
-        observed_generation=_integer(status.get("observedGeneration")),
         ready=ready_condition(status),
         artifact_revision=_text(artifact.get("revision")),
         artifact_last_update=parse_timestamp(_text(artifact.get("lastUpdateTime"))),
@@ -457,11 +454,8 @@ def parse_kustomization(raw: Mapping[str, Any]) -> KustomizationData:
     history = (parse_history_entry(entry) for entry in _list_field(status, "history"))
     return KustomizationData(
         suspended=_suspended(raw),
-        generation=_integer(_mapping(raw, "metadata").get("generation")),
-        observed_generation=_integer(status.get("observedGeneration")),
         ready=ready_condition(status),
         last_applied_revision=_text(status.get("lastAppliedRevision")),
-        last_attempted_revision=_text(status.get("lastAttemptedRevision")),
         history=tuple(entry for entry in history if entry is not None),
     )
 
@@ -644,7 +638,6 @@ def parse_provider(raw: Mapping[str, Any]) -> ProviderData:
     spec = _mapping(raw, "spec")
     return ProviderData(
         type=_text(spec.get("type")) or "",
-        address=_text(spec.get("address")),
         secret_name=_text(_mapping(spec, "secretRef").get("name")),
         suspended=_suspended(raw),
     )

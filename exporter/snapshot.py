@@ -82,7 +82,6 @@ class Condition:
     status: str  # "True" | "False" | "Unknown"
     reason: str
     message: str
-    last_transition: float | None
 
     @property
     def is_true(self) -> bool:
@@ -98,8 +97,6 @@ class OCIRepositoryData:
     ref_tag: str | None
     ref_digest: str | None
     suspended: bool
-    generation: int
-    observed_generation: int
     ready: Condition | None
     artifact_revision: str | None  # "<tag>@sha256:<hex>" or bare "sha256:<hex>"
     artifact_last_update: float | None
@@ -118,11 +115,8 @@ class HistoryEntry:
 @dataclass(frozen=True)
 class KustomizationData:
     suspended: bool
-    generation: int
-    observed_generation: int
     ready: Condition | None
     last_applied_revision: str | None
-    last_attempted_revision: str | None
     history: tuple[HistoryEntry, ...]  # empty before Flux 2.7
 
 
@@ -165,7 +159,6 @@ class AlertData:
 @dataclass(frozen=True)
 class ProviderData:
     type: str
-    address: str | None
     secret_name: str | None
     suspended: bool
 
@@ -236,8 +229,6 @@ class WorkflowRun:
     conclusion: str | None  # success | failure | cancelled | skipped | ... | None while running
     created_at: float | None
     updated_at: float | None
-    html_url: str
-    head_branch: str | None = None  # GitHub's field; null for some events
     display_title: str = ""  # the commit's subject for a push, or the workflow's run-name
 
 

@@ -152,8 +152,8 @@ def registry() -> RegistryData:
     )
 
 
-def _ready(reason: str, message: str, at: float) -> Condition:
-    return Condition("Ready", "True", reason, message, at)
+def _ready(reason: str, message: str) -> Condition:
+    return Condition("Ready", "True", reason, message)
 
 
 def _source(semver: str, revision: str, updated: float) -> OCIRepositoryData:
@@ -165,22 +165,17 @@ def _source(semver: str, revision: str, updated: float) -> OCIRepositoryData:
         ref_tag=None,
         ref_digest=None,
         suspended=False,
-        generation=3,
-        observed_generation=3,
-        ready=_ready("Succeeded", f"stored artifact for revision '{revision}'", updated),
+        ready=_ready("Succeeded", f"stored artifact for revision '{revision}'"),
         artifact_revision=revision,
         artifact_last_update=updated,
     )
 
 
-def _kustomization(revision: str, applied: float, history: tuple[HistoryEntry, ...]):
+def _kustomization(revision: str, history: tuple[HistoryEntry, ...]) -> KustomizationData:
     return KustomizationData(
         suspended=False,
-        generation=1,
-        observed_generation=1,
-        ready=_ready("ReconciliationSucceeded", f"Applied revision: {revision}", applied),
+        ready=_ready("ReconciliationSucceeded", f"Applied revision: {revision}"),
         last_applied_revision=revision,
-        last_attempted_revision=revision,
         history=history,
     )
 
@@ -215,7 +210,7 @@ def integration_cluster() -> ClusterData:
         oci_repositories={
             SOURCE_REF: _source(">= 0.0.0-0", INTEGRATION_REVISION, INTEGRATION_APPLIED_AT - 30)
         },
-        kustomizations={KUSTOMIZATION_REF: _kustomization(INTEGRATION_REVISION, NOW - 60, history)},
+        kustomizations={KUSTOMIZATION_REF: _kustomization(INTEGRATION_REVISION, history)},
         canaries={
             CANARY_REF: _canary(
                 _check("kubernetes-api", True, 60, 0),
@@ -233,11 +228,7 @@ def integration_cluster() -> ClusterData:
                 suspended=False,
             )
         },
-        providers={
-            PROVIDER_REF: ProviderData(
-                "githubdispatch", "https://github.com/owner/homelab", "github-token", False
-            )
-        },
+        providers={PROVIDER_REF: ProviderData("githubdispatch", "github-token", False)},
         helm_releases=_helm_releases(ready=11, total=12),
     )
 
@@ -247,7 +238,7 @@ def live_cluster() -> ClusterData:
         oci_repositories={
             SOURCE_REF: _source(">= 0.0.0", LIVE_REVISION, LIVE_SOURCE_UPDATED_AT),
         },
-        kustomizations={KUSTOMIZATION_REF: _kustomization(LIVE_REVISION, NOW - 60, ())},
+        kustomizations={KUSTOMIZATION_REF: _kustomization(LIVE_REVISION, ())},
         canaries={
             CANARY_REF: _canary(
                 _check("kubernetes-api", True, 60, 0), _check("flux-pods-healthy", True, 60, 0)
@@ -278,7 +269,6 @@ def _run(run_id: int, build: Build, event: str, conclusion: str | None, created:
         conclusion=conclusion,
         created_at=created,
         updated_at=created + 90,
-        html_url=f"https://github.com/owner/homelab/actions/runs/{run_id}",
     )
 
 

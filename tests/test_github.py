@@ -32,7 +32,6 @@ HEAD_SHA = "89e6c98d92887913cadf06b2adb97f26cde4849b"
 DOCS_SHA = "2b66fd261ee5c6cfc8de7fa466bab600bcfe4f69"
 PR_SHA = "e9d71f5ee7c92d6dc9e92ffdad17b8bd49418f98"
 T0 = 1_749_990_000.0
-RUNS_URL = "https://github.com/owner/homelab/actions/runs"
 MERGE_SHA = "5d41402abc4b2a76b9719d911017c592ae0b5c3a"
 FLUX_CONTEXT = "kustomization/platform/0c1b2a39"
 
@@ -133,8 +132,6 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
                 "success",
                 T0 + 605,
                 T0 + 700,
-                f"{RUNS_URL}/{runs['head']}",
-                "main",
                 f"change {HEAD_SHA[:7]}",
             ),
             WorkflowRun(
@@ -145,8 +142,6 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
                 "failure",
                 T0 + 5,
                 T0 + 65,
-                f"{RUNS_URL}/{runs['old']}",
-                "main",
                 f"change {OLD_SHA[:7]}",
             ),
         ),
@@ -159,8 +154,6 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
                 None,
                 T0 + 1300,
                 T0 + 1300,
-                f"{RUNS_URL}/{runs['promote']}",
-                "main",
                 "tag-validated-artifact",
             ),
         ),

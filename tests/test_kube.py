@@ -252,13 +252,11 @@ def test_oci_repository_v1_is_parsed_field_by_field() -> None:
     assert (data.ref_semver, data.ref_semver_filter) == (">= 0.0.0-0", ".*-rc.*")
     assert (data.ref_tag, data.ref_digest) == (None, None)
     assert not data.suspended
-    assert (data.generation, data.observed_generation) == (3, 3)
     assert data.ready == Condition(
         "Ready",
         "True",
         "Succeeded",
         f"stored artifact for revision '{REVISION}'",
-        parse_timestamp("2025-06-02T09:30:00Z"),
     )
     assert data.artifact_revision == REVISION
     assert data.artifact_last_update == parse_timestamp("2025-06-02T09:29:58Z")
@@ -286,13 +284,12 @@ def test_oci_repository_before_its_first_reconcile_has_no_status() -> None:
 
     assert data.ref_digest == DIGEST and data.ref_semver is None
     assert data.suspended
-    assert (data.ready, data.artifact_revision, data.observed_generation) == (None, None, 0)
+    assert (data.ready, data.artifact_revision) == (None, None)
 
 
 def test_kustomization_history_matches_on_metadata_revision_not_its_digest() -> None:
     data = parse_kustomization(KUSTOMIZATION_WITH_HISTORY)
 
-    assert data.last_attempted_revision == REVISION
     assert data.last_applied_revision.startswith("0.3.4@")
     assert data.ready is not None and data.ready.reason == "HealthCheckFailed"
     assert data.history[0] == HistoryEntry(
@@ -503,9 +500,8 @@ def test_alert_and_provider_are_read_from_spec() -> None:
     assert alert.inclusion_list == (".*Reconciliation finished.*",)
     assert alert.exclusion_list == (".*error.*",)
     assert alert.suspended
-    assert (provider.type, provider.address, provider.secret_name, provider.suspended) == (
+    assert (provider.type, provider.secret_name, provider.suspended) == (
         "githubdispatch",
-        "https://github.com/owner/homelab",
         "github-token",
         False,
     )
