@@ -153,8 +153,9 @@ def load_config(path: str | Path) -> Config:
 
 def _yaml_position(error: yaml.YAMLError) -> str:
     """The problem and its line and column, without PyYAML's quote of the line itself."""
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or "syntax error"
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return "syntax error"
+    mark, problem = error.problem_mark, error.problem or "syntax error"
     if mark is None:
         return problem
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
