@@ -260,6 +260,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_serves(tmp_path: Path) -> None
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(temp)}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # as the image sets it
     installed = files_under(script.parent.parent)
+    # PEP 561: the wheel carries the marker, so a user's type checker reads the package's hints.
+    assert any(path.match("site-packages/exporter/py.typed") for path in installed)
     log = tmp_path / "exporter.log"
     with refusing_ports(3) as (registry, api, github):
         config = unreachable_config(tmp_path, registry, api, github)
