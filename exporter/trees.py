@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from exporter import seed
+
 INTEGRATION_TREE = "integration"
 LIVE_TREE = "live"
 
@@ -209,10 +211,13 @@ INTEGRATION = Tree(
                 "gh run list --workflow={promote_workflow} --limit=5",
             ),
             causes=(
-                "repository_dispatch not received by GHA: the GitHub token in the flux-system "
-                "secret lacks repo scope. Update the token with correct scopes.",
-                'Alert "validation-success" must watch the platform Kustomization.',
-                'Provider "github-dispatch" needs the flux-system secret with a GitHub token.',
+                "repository_dispatch not received by GHA: the GitHub token in the "
+                f"{seed.FLUX_NAMESPACE} secret lacks repo scope. Update the token with correct "
+                "scopes.",
+                f'Alert "{seed.ALERT_NAME}" must watch the {seed.KUSTOMIZATION_NAME} '
+                "Kustomization.",
+                f'Provider "{seed.PROVIDER_NAME}" needs the {seed.FLUX_NAMESPACE} secret with a '
+                "GitHub token.",
             ),
         ),
         Node(
@@ -262,7 +267,7 @@ LIVE = Tree(
             ),
             causes=(
                 "Validation passes, live does not update: tag workflow did not create the stable "
-                "semver tag. Check tag-validated-artifact workflow logs.",
+                f"semver tag. Check {seed.PROMOTE_WORKFLOW.removesuffix('.yaml')} workflow logs.",
             ),
         ),
         Node(
