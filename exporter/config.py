@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from exporter import redact
 from exporter.snapshot import ObjectRef
 from exporter.versions import Constraint, ConstraintError
 
@@ -56,11 +57,14 @@ class SecretRef:
     file: Path | None = None
 
     def read(self) -> str | None:
+        """The secret, registered for redaction before anyone else sees it."""
+        value = None
         if self.env:
-            return os.environ.get(self.env) or None
-        if self.file:
-            return self.file.read_text().strip() or None
-        return None
+            value = os.environ.get(self.env) or None
+        elif self.file:
+            value = self.file.read_text().strip() or None
+        redact.register(value)
+        return value
 
     def describe(self) -> str:
         return f"env {self.env}" if self.env else f"file {self.file}"

@@ -286,7 +286,8 @@ def _rank(view: PipelineView, stage: str, artifact: ArtifactView | None) -> Vers
 
 def _stage_known(view: PipelineView, stage: str) -> bool:
     """A deployed stage's lag is known when its cluster answered and we know what it runs."""
-    if stage not in view.stages or view.stages[stage].cluster is None:
+    # No Kustomization when the cluster is down, or when it could not be read.
+    if stage not in view.stages or view.stages[stage].kustomization is None:
         return False
     return view.stages[stage].applied_revision is None or view.deployed(stage) is not None
 
