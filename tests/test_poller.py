@@ -130,14 +130,6 @@ def test_the_grace_count_starts_again_after_a_good_poll(tmp_path: Path) -> None:
     assert views == ["a", "a", "b", "b", None]
 
 
-def test_without_grace_a_failure_is_unknown_at_once(tmp_path: Path) -> None:
-    poller = scripted(tmp_path, 0, flaky=Script("good", DOWN))
-
-    views = [registry_view(poller.poll_snapshot(), "flaky") for _ in range(2)]
-
-    assert views == [("good", True), (None, False)]
-
-
 def test_a_source_that_never_answered_has_nothing_to_keep(tmp_path: Path) -> None:
     poller = scripted(tmp_path, 3, flaky=Script(DOWN, DOWN))
 
