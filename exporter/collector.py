@@ -300,7 +300,6 @@ class PromotionCollector(Collector):
         out = _Families()
         out.add("promotion_exporter_build_info", (__version__,), 1)
         out.add("promotion_polls", (), self.poller.polls)
-        out.add("promotion_poll_interval_seconds", (), self.poller.config.interval)
         state = self.poller.state  # read once: the poller may swap it during the scrape
         if state is not None:
             self._errors(out, state)
@@ -319,6 +318,8 @@ class PromotionCollector(Collector):
 
 def _export_state(out: _Families, state: State) -> None:
     out.add("promotion_last_poll_timestamp_seconds", (), state.taken_at)
+    if state.interval is not None:
+        out.add("promotion_poll_interval_seconds", (), state.interval)
     _export_sources(out, state)
     for pipeline in state.pipelines:
         _export_pipeline(out, pipeline)

@@ -154,6 +154,7 @@ class State:
     rate_limit: RateLimit | None
     sources: tuple[SourceStatus, ...]
     canaries: tuple[CanaryState, ...] = ()
+    interval: float | None = None  # the configured poll interval
 
 
 def build_state(config: Config, snapshot: Snapshot) -> State:
@@ -170,6 +171,7 @@ def build_state(config: Config, snapshot: Snapshot) -> State:
         rate_limit=snapshot.github_rate_limit,
         sources=snapshot.sources,
         canaries=_canaries(wants, snapshot),
+        interval=config.interval,
     )
 
 
