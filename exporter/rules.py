@@ -143,6 +143,41 @@ def _canary_stale_expr() -> str:
     )
 
 
+_STALE_INTERVALS = 5
+_STALE_MINIMUM = 600  # seconds
+
+
+def _exporter_stale_expr() -> str:
+    """No poll of the source ran to completion for max(5 intervals, 10m): the poll hangs."""
+    age = "time() - promotion_source_last_attempt_timestamp_seconds"
+    bound = f"clamp_min({_STALE_INTERVALS} * promotion_poll_interval_seconds, {_STALE_MINIMUM})"
+    return f"({age})\n> ignoring (kind, name) group_left ()\n{bound}"
+
+
+def _exporter_stale(options: RuleOptions) -> Symptom:
+    return Symptom(
+        "PromotionExporterStale",
+        "warning",
+        _exporter_stale_expr(),
+        options.for_("PromotionExporterStale", "0s"),
+        "The exporter has not refreshed one of its sources for a long time.",
+        "The {{ $labels.kind }} source {{ $labels.name }} has had no complete poll for "
+        "{{ $value | humanizeDuration }}: the facts it feeds are frozen or unknown.",
+        "No poll of the source ran to completion (up or down) for "
+        f"{_STALE_INTERVALS} poll intervals or {_STALE_MINIMUM // 60}m, whichever is longer. "
+        'A poll hangs past its deadline (promotion_source_errors_total{reason="timeout"} '
+        "grows) or the exporter's polling stopped; `up` and promotion_source_up do not show it.",
+        (
+            "kubectl -n monitoring logs deploy/promotion-exporter | grep timeout",
+            "curl -s http://<exporter>:9883/readyz",
+        ),
+        (
+            "An upstream that accepts the connection and then drips or holds its answer.",
+            "A bug in the exporter: look for reason=internal in promotion_source_errors_total.",
+        ),
+    )
+
+
 def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
     lag = parse_duration(options.lag_threshold)
     staleness = parse_duration(options.staleness_threshold)
@@ -299,6 +334,7 @@ def symptoms(options: RuleOptions) -> tuple[Symptom, ...]:
                 "RBAC: the exporter's ClusterRole must allow get/list on Flux objects.",
             ),
         ),
+        _exporter_stale(options),
     )
 
 
@@ -349,8 +385,22 @@ def _annotations(options: RuleOptions, alert: str, summary: str, description: st
     }
 
 
+# Two replicas behind one Service are both scraped: each alert is aggregated over the replica
+# labels, so identical series page once and replicas one poll apart do not flap. Only
+# ExporterDown is about one replica, and keeps its instance.
+REPLICA_LABELS = "instance, pod"
+_PER_REPLICA_ALERTS = frozenset({"PromotionExporterDown"})
+
+
+def _across_replicas(alert: str, expr: str) -> str:
+    if alert in _PER_REPLICA_ALERTS:
+        return expr
+    body = expr.replace("\n", "\n  ")
+    return f"max without ({REPLICA_LABELS}) (\n  {body}\n)"
+
+
 def _rule(alert: str, expr: str, for_: str, labels: dict, annotations: dict) -> dict:
-    rule: dict[str, Any] = {"alert": alert, "expr": expr}
+    rule: dict[str, Any] = {"alert": alert, "expr": _across_replicas(alert, expr)}
     if parse_duration(for_) > 0:
         rule["for"] = for_
     rule["labels"] = labels
@@ -386,7 +436,7 @@ def _symptom_group(name: str, items: tuple[Symptom, ...], options: RuleOptions) 
     return {"name": name, "rules": rules}
 
 
-HEALTH_ALERTS = ("PromotionExporterDown", "PromotionSourceDown")
+HEALTH_ALERTS = ("PromotionExporterDown", "PromotionSourceDown", "PromotionExporterStale")
 
 
 def rule_groups(options: RuleOptions) -> list[dict]:
