@@ -351,7 +351,7 @@ class _PollReader:
         """The body of an unpreloaded urllib3 response, within `limit` bytes and `seconds`."""
         prefix = f"cluster {self._cluster}: {what}"
         try:
-            body = read_limited(response.stream(CHUNK), limit, time.monotonic() + seconds, prefix)
+            body = read_limited(_chunks(response), limit, time.monotonic() + seconds, prefix)
         finally:
             response.release_conn()
         return json.loads(body)
@@ -386,6 +386,13 @@ class _PollReader:
         except ValueError as error:  # undecodable JSON, or a discovery list that fails its schema
             message = f"{prefix}: malformed response ({type(error).__name__})"
             raise SourceError(ErrorReason.BAD_RESPONSE, message) from None
+
+
+def _chunks(response: Any) -> Iterator[bytes]:
+    """What has arrived, a chunk at a time: read1 returns as soon as any bytes are there, so
+    a server dripping a byte at a time meets the deadline check between chunks."""
+    while chunk := response.read1(CHUNK):
+        yield chunk
 
 
 # --- error mapping (pure) -----------------------------------------------------------------
