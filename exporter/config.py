@@ -217,7 +217,10 @@ class _StrictLoader(yaml.SafeLoader):
         node = super().compose_document()
         if _expanded_size(node, {}) > MAX_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"aliases expand to more than {MAX_NODES} nodes", node.start_mark
+                None,
+                None,
+                f"aliases expand to more than {MAX_NODES} nodes, or refer to themselves",
+                node.start_mark,
             )
         return node
 
