@@ -16,7 +16,7 @@ import threading
 
 REDACTED = "<redacted>"
 # Shorter values are too likely to occur by chance (and too weak to be real credentials).
-_MIN_SECRET_LENGTH = 6
+_MIN_SECRET_LENGTH = 8
 _lock = threading.Lock()
 _secrets: set[str] = set()
 

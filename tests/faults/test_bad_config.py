@@ -156,4 +156,4 @@ def test_the_alias_bomb_is_cheap_for_the_real_process(tmp_path: Path) -> None:
     assert "aliases expand to more than 100000 nodes" in result.stderr
     assert "Traceback" not in result.stderr
     # Against 3.1 GB and 52 s before: about a Python start-up's worth.
-    assert peak_mb < 100 and seconds < 10, (peak_mb, seconds)
+    assert peak_mb < 200 and seconds < 10, (peak_mb, seconds)
