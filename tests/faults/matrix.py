@@ -110,6 +110,8 @@ def run(world: FaultWorld, case: Case) -> Row:
     final = world.scrape()
     row.errors_delta = (_errors(final, kind, name, case.reason) - before) if case.reason else 0.0
     up = final.value("promotion_source_up", kind=kind, name=name)
+    if case.reason is None and not case.rss_exempt:
+        assert up == 1, f"{case.name}: the source went down:\n{_tail(world)}"
     row.observed = f"up={up:g}" + (f", {case.reason} +{row.errors_delta:g}" if case.reason else "")
     world.clear()
     if case.recovers:
