@@ -14,6 +14,7 @@ from exporter.config import Config, ConfigError, load_config
 DEFAULT_LISTEN = ":9883"
 DEFAULT_CONFIG = "promotion-exporter.yml"
 EXIT_CONFIG_INVALID = 3
+REMOTE_TIMEOUT_SECONDS = 10.0
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 healthy, 1 stuck, 2 undetermined, 3 bad config",
     )
     _config_flag(walk)
+    walk.add_argument(
+        "--url",
+        default=None,
+        help="diagnose from a running exporter's /api/v1/state (e.g. http://exporter:9883) "
+        "instead of polling with the config",
+    )
 
     generate = commands.add_parser("generate", help="regenerate shipped files")
     targets = generate.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -224,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _with_config(args.file, lambda _config: print(f"{args.file}: ok") or 0)
     if args.command == "diagnose":
+        if args.url:
+            return diagnose.run_remote(args.url, REMOTE_TIMEOUT_SECONDS)
         return _with_config(args.config_file, diagnose.run)
     if args.command == "generate":
         return _generate(args)

@@ -34,8 +34,11 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
     return code
 
 
-def run_remote(url: str, timeout: float, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_remote(
+    url: str, timeout: float, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Diagnose from a running exporter: its base URL, or the state URL itself."""
+    out, err = out or sys.stdout, err or sys.stderr
     state_url = url if url.rstrip("/").endswith(STATE_PATH) else url.rstrip("/") + STATE_PATH
     try:
         response = httpx.get(state_url, timeout=timeout, headers={"Accept": "application/json"})

@@ -322,7 +322,7 @@ def _decode(kind: Any, value: Any, path: str) -> Any:
         options = [arg for arg in get_args(kind) if arg is not type(None)]
         return None if value is None else _decode(options[0], value, path)
     if origin is tuple:
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             raise ViewError(f"{path}: expected a list")
         (item,) = (arg for arg in get_args(kind) if arg is not Ellipsis)
         return tuple(_decode(item, v, f"{path}[{i}]") for i, v in enumerate(value))
