@@ -142,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit after the story (exit code as diagnose) instead of serving on",
     )
+    demo.add_argument(
+        "--no-alerting",
+        dest="alerting",
+        action="store_false",
+        help="do not start Prometheus and Alertmanager even when they are installed",
+    )
+    demo.add_argument(
+        "--prometheus.listen-address",
+        dest="prometheus_address",
+        default="127.0.0.1:9090",
+        help="where the demo's Prometheus listens (default %(default)s)",
+    )
+    demo.add_argument(
+        "--alertmanager.listen-address",
+        dest="alertmanager_address",
+        default="127.0.0.1:9093",
+        help="where the demo's Alertmanager listens (default %(default)s)",
+    )
 
     walk = commands.add_parser(
         "diagnose",
@@ -244,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 registry=args.registry,
                 workdir=args.workdir,
                 exit_when_stuck=args.exit_when_stuck,
+                alerting=args.alerting,
+                prometheus_address=args.prometheus_address,
+                alertmanager_address=args.alertmanager_address,
             )
         )
     try:
