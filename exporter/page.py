@@ -65,8 +65,8 @@ margin:.35rem 0;padding:.4rem .75rem}
 .node.after{opacity:.7}
 summary{cursor:pointer}
 .seen{margin-left:1.5rem;font-size:.9rem}
-pre{white-space:pre-wrap;word-break:break-all;background:#1f2328;color:#f6f8fa;
-padding:.5rem .75rem;border-radius:6px;font-size:.85rem;margin:.25rem 0}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#1f2328;color:#f6f8fa;
+padding:.5rem .75rem;border-radius:6px;font-size:.85rem;margin:.3rem 0}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 .verdict{font-weight:700}
@@ -227,11 +227,12 @@ def _runbook(node: NodeCard, stop: bool) -> str:
         )
     else:
         lead = f"<p>Alert {_e(node.alert)} ({_e(node.severity)}, for {_e(node.for_)}).</p>"
-    commands = "\n".join(_e(command) for command in node.commands)
+    # One block per command, so that a command wrapped on a phone still reads as one.
+    commands = "".join(f"<pre><code>{_e(command)}</code></pre>" for command in node.commands)
     causes = "".join(f"<li>{_e(cause)}</li>" for cause in node.causes)
     return (
         f'<div class="runbook">{lead}<h4>Run next</h4>'
-        f'<pre class="commands"><code>{commands}</code></pre>'
+        f'<div class="commands">{commands}</div>'
         f'<h4>Likely causes</h4><ul class="causes">{causes}</ul></div>'
     )
 

@@ -124,7 +124,7 @@ def _nodes(page: Page, tree: str) -> list[dict[str, object]]:
         f"[...document.querySelectorAll('[data-tree={tree}] li[data-node]')].map(e => ({{"
         "id: e.dataset.node, status: e.dataset.status, open: e.querySelector('details').open,"
         "summary: e.querySelector('summary').innerText,"
-        "commands: (e.querySelector('pre.commands') || {innerText: ''}).innerText}))"
+        "commands: [...e.querySelectorAll('.commands code')].map(c => c.textContent)}))"
     )
 
 
@@ -172,8 +172,7 @@ def test_stuck_page_expands_the_failing_node_with_its_commands(
     (stop,) = opened
     assert stop["status"] == "failing"
     kubeconfig = stuck.config.clusters["integration"].kubeconfig
-    commands = str(stop["commands"]).splitlines()
-    assert commands == [
+    assert stop["commands"] == [
         f"KUBECONFIG={kubeconfig} kubectl describe alert validation-success -n flux-system",
         f"KUBECONFIG={kubeconfig} kubectl get providers -n flux-system",
         f"KUBECONFIG={kubeconfig} kubectl get events -n flux-system "
