@@ -68,7 +68,7 @@ def demo_rules() -> str:
 def alertmanager_config(example: dict[str, Any], sink_url: str) -> dict[str, Any]:
     """The example's routes and inhibitions, each receiver's webhook sent to the sink, and
     grouping waits short enough to watch."""
-    config = json.loads(json.dumps(example))
+    config: dict[str, Any] = json.loads(json.dumps(example))  # a deep copy
     config["route"].update(group_wait="5s", group_interval="10s")
     for receiver in config["receivers"]:
         for webhook in receiver.get("webhook_configs", []):

@@ -9,7 +9,7 @@ what `diagnose` prints next to the config.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -312,7 +312,8 @@ def from_json(data: Any) -> StateView:
     if not isinstance(data, dict) or data.get("api_version") != API_VERSION:
         found = data.get("api_version") if isinstance(data, dict) else type(data).__name__
         raise ViewError(f"expected api_version {API_VERSION!r}, got {found!r}")
-    return _decode(StateView, data, "$")
+    view: StateView = _decode(StateView, data, "$")
+    return view
 
 
 def _decode(kind: Any, value: Any, path: str) -> Any:
@@ -326,17 +327,18 @@ def _decode(kind: Any, value: Any, path: str) -> Any:
             raise ViewError(f"{path}: expected a list")
         (item,) = (arg for arg in get_args(kind) if arg is not Ellipsis)
         return tuple(_decode(item, v, f"{path}[{i}]") for i, v in enumerate(value))
-    if is_dataclass(kind):
+    if isinstance(kind, type) and is_dataclass(kind):
         if not isinstance(value, dict):
             raise ViewError(f"{path}: expected an object")
         hints = get_type_hints(kind)
-        values = {}
+        values: dict[str, Any] = {}
         for field in fields(kind):
             key = "for" if field.name == "for_" else field.name
             if key not in value:
                 raise ViewError(f"{path}: missing {key!r}")
             values[field.name] = _decode(hints[field.name], value[key], f"{path}.{key}")
-        return kind(**values)
+        constructor: Callable[..., Any] = kind
+        return constructor(**values)
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind):

@@ -90,7 +90,8 @@ class Browser:
                 raise BrowserError("Chromium closed the pipe")
             self._buffer += chunk
         raw, _, self._buffer = self._buffer.partition(b"\0")
-        return json.loads(raw)
+        message: dict[str, Any] = json.loads(raw)
+        return message
 
     def open(self, url: str, width: int, height: int = 900) -> Page:
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]

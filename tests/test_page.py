@@ -60,7 +60,8 @@ def stuck() -> Iterator[Served]:
 
 @pytest.fixture(params=["healthy", "stuck"])
 def served(request: pytest.FixtureRequest) -> Served:
-    return request.getfixturevalue(request.param)
+    found: Served = request.getfixturevalue(request.param)
+    return found
 
 
 def _serve(name: str) -> Iterator[Served]:
@@ -113,19 +114,21 @@ def _expected_stages(served: Served) -> dict[str, tuple[str, str]]:
 
 
 def _stage_cards(page: Page) -> dict[str, str]:
-    return page.evaluate(
+    cards: dict[str, str] = page.evaluate(
         "Object.fromEntries([...document.querySelectorAll('[data-stage]')]"
         ".map(e => [e.dataset.stage, e.innerText]))"
     )
+    return cards
 
 
 def _nodes(page: Page, tree: str) -> list[dict[str, object]]:
-    return page.evaluate(
+    nodes: list[dict[str, object]] = page.evaluate(
         f"[...document.querySelectorAll('[data-tree={tree}] li[data-node]')].map(e => ({{"
         "id: e.dataset.node, status: e.dataset.status, open: e.querySelector('details').open,"
         "summary: e.querySelector('summary').innerText,"
         "commands: [...e.querySelectorAll('.commands code')].map(c => c.textContent)}))"
     )
+    return nodes
 
 
 def test_stage_strip_shows_each_stages_version_and_sha(browser: Browser, served: Served) -> None:
@@ -260,7 +263,8 @@ def _pixel_stats(page: Page, png: bytes) -> dict[str, float]:
             "returnByValue": True,
         },
     )
-    return result["result"]["value"]
+    stats: dict[str, float] = result["result"]["value"]
+    return stats
 
 
 @pytest.mark.parametrize("width", WIDTHS)
