@@ -15,6 +15,7 @@ from exporter.config import Config, ConfigError, load_config
 DEFAULT_LISTEN = ":9883"
 DEFAULT_CONFIG = "promotion-exporter.yml"
 EXIT_CONFIG_INVALID = 3
+REMOTE_TIMEOUT_SECONDS = 10.0
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit after the story (exit code as diagnose) instead of serving on",
     )
+    demo.add_argument(
+        "--no-alerting",
+        dest="alerting",
+        action="store_false",
+        help="do not start Prometheus and Alertmanager even when they are installed",
+    )
+    demo.add_argument(
+        "--prometheus.listen-address",
+        dest="prometheus_address",
+        default="127.0.0.1:9090",
+        help="where the demo's Prometheus listens (default %(default)s)",
+    )
+    demo.add_argument(
+        "--alertmanager.listen-address",
+        dest="alertmanager_address",
+        default="127.0.0.1:9093",
+        help="where the demo's Alertmanager listens (default %(default)s)",
+    )
 
     walk = commands.add_parser(
         "diagnose",
@@ -148,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 healthy, 1 stuck, 2 undetermined, 3 bad config",
     )
     _config_flag(walk)
+    walk.add_argument(
+        "--url",
+        default=None,
+        help="diagnose from a running exporter's /api/v1/state (e.g. http://exporter:9883) "
+        "instead of polling with the config",
+    )
 
     generate = commands.add_parser("generate", help="regenerate shipped files")
     targets = generate.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -267,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _with_config(args.file, partial(_config_ok, args.file))
     if args.command == "diagnose":
+        if args.url:
+            return diagnose.run_remote(args.url, REMOTE_TIMEOUT_SECONDS)
         return _with_config(args.config_file, diagnose.run)
     if args.command == "generate":
         return _generate(args)
@@ -278,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 registry=args.registry,
                 workdir=args.workdir,
                 exit_when_stuck=args.exit_when_stuck,
+                alerting=args.alerting,
+                prometheus_address=args.prometheus_address,
+                alertmanager_address=args.alertmanager_address,
             )
         )
     try:

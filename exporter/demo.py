@@ -1,14 +1,16 @@
 """`promotion-exporter demo`: the simulator, the exporter, and a story told in real time.
 
 It starts the simulated registry, clusters and GitHub, writes the config an ordinary user
-would write for them, serves /metrics, then plays a healthy promotion followed by the
-fluxcd/flux2#3933 failure (the Alert's dispatch silently dropped), printing `diagnose` as the
-state changes.
+would write for them, serves the pipeline page and /metrics, then plays a healthy promotion
+followed by the fluxcd/flux2#3933 failure (the Alert's dispatch silently dropped), printing
+`diagnose` as the state changes. With Prometheus and Alertmanager installed it also runs both
+(exporter.demo_alerting), so the stuck node becomes a firing alert that reaches Alertmanager.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
@@ -19,6 +21,7 @@ from typing import TextIO
 
 from exporter import diagnose
 from exporter.config import load_config
+from exporter.demo_alerting import DEMO_FOR, AlertingStack, find_binaries
 from exporter.poller import Poller
 from exporter.server import ExporterServer
 from exporter.simulator import distribution
@@ -29,6 +32,7 @@ from exporter.view import CLOCK_SKEW_SECONDS
 
 log = logging.getLogger(__name__)
 HISTORY_SECONDS = 86400.0
+CANARY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class DemoOptions:
     registry: str = "auto"  # auto | builtin | distribution
     workdir: Path | None = None
     exit_when_stuck: bool = False
+    alerting: bool = True  # Prometheus and Alertmanager too, when they are installed
+    prometheus_address: str = "127.0.0.1:9090"
+    alertmanager_address: str = "127.0.0.1:9093"
 
 
 class _Story:
@@ -59,6 +66,7 @@ class _Story:
         self.sim.now = time.time()
         self.say(f"--- {title}")
         action()
+        self.sim.run_canaries()
         time.sleep(self.options.step_seconds)
 
     def show_diagnosis(self) -> int:
@@ -104,6 +112,7 @@ def _prepare_history(lab: Lab) -> None:
 
 
 def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
+    _stop_on_sigterm()
     with _make_lab(options) as lab:
         _prepare_history(lab)
         config_path = lab.write_config(
@@ -117,29 +126,79 @@ def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         server.start()
         polling.start()
         story = _Story(lab, poller, options, out)
-        registry = (
-            "docker-registry"
-            if isinstance(lab.registry, distribution.DistributionRegistry)
-            else "built-in registry"
-        )
-        story.say(f"promotion-exporter demo ({registry}, Kubernetes and GitHub simulated)")
-        story.say(f"  metrics: http://127.0.0.1:{server.port}/metrics")
-        story.say(f"  config:  {config_path}")
-        story.say(
-            f"  try, in another terminal: promotion-exporter diagnose --config.file {config_path}"
-        )
+        alerting: AlertingStack | None = None
         try:
-            return _tell(story, lab)
+            story.say(
+                f"promotion-exporter demo ({_registry_name(lab)}, Kubernetes and GitHub simulated)"
+            )
+            alerting = _start_alerting(options, lab.root / "alerting", server.port, story.say)
+            _print_urls(story, f"http://127.0.0.1:{server.port}", alerting, config_path)
+            return _tell(story, lab, alerting)
         except KeyboardInterrupt:
             return 0
         finally:
+            if alerting is not None:
+                alerting.stop()
             stop.set()
             server.stop()
             polling.join(timeout=10)
             poller.close()
 
 
-def _tell(story: _Story, lab: Lab) -> int:
+def _print_urls(
+    story: _Story, exporter: str, alerting: AlertingStack | None, config_path: Path
+) -> None:
+    story.say(f"  pipeline page: {exporter}/")
+    story.say(f"  metrics:       {exporter}/metrics")
+    if alerting is not None:
+        story.say(f"  alerts:        {alerting.prometheus_url}/alerts")
+        story.say(f"  alertmanager:  {alerting.alertmanager_url}/#/alerts")
+    story.say(f"  config:        {config_path}")
+    story.say(f"  try, in another terminal: promotion-exporter diagnose --url {exporter}")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the demo as Ctrl-C does, so that its child processes are stopped too."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _registry_name(lab: Lab) -> str:
+    if isinstance(lab.registry, distribution.DistributionRegistry):
+        return "docker-registry"
+    return "built-in registry"
+
+
+def _start_alerting(
+    options: DemoOptions, workdir: Path, exporter_port: int, say: Callable[[str], None]
+) -> AlertingStack | None:
+    """Prometheus and Alertmanager when they are installed and wanted; else says why not."""
+    binaries, missing = find_binaries()
+    if not options.alerting or binaries is None:
+        reason = "--no-alerting" if not options.alerting else missing
+        say(f"  skipped Prometheus and Alertmanager: {reason}")
+        return None
+    stack = AlertingStack(
+        binaries,
+        workdir,
+        f"127.0.0.1:{exporter_port}",
+        options.prometheus_address,
+        options.alertmanager_address,
+        say,
+    )
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    say(
+        f"  Prometheus evaluates the shipped rules with every for: set to {DEMO_FOR}; "
+        "Alertmanager routes them as examples/alertmanager.yml to a sink that prints them."
+    )
+    return stack
+
+
+def _tell(story: _Story, lab: Lab, alerting: AlertingStack | None) -> int:
     assert lab.sim is not None
     story.promote_one_change("A healthy promotion")
     # Let the healthy change's dispatch age past the clock-skew tolerance, so it cannot be
@@ -153,9 +212,17 @@ def _tell(story: _Story, lab: Lab) -> int:
     code = story.promote_one_change("The same pipeline, silently broken")
     if story.options.exit_when_stuck:
         return code
+    if alerting is not None:
+        story.say(
+            f"Watch PromotionValidationNotDispatched go pending, then firing after {DEMO_FOR}, "
+            f"then reach Alertmanager: {alerting.prometheus_url}/alerts"
+        )
     story.say(
         "The pipeline stays stuck: watch promotion_validation_staleness_seconds and "
         "promotion_lag_seconds grow. Ctrl-C to stop."
     )
     while True:
-        time.sleep(3600)
+        # canary-checker runs every minute; the simulated one runs when told to.
+        time.sleep(CANARY_SECONDS)
+        lab.sim.now = time.time()
+        lab.sim.run_canaries()

@@ -40,6 +40,7 @@ class StageArtifact:
     revision: str
     digest: str
     prerelease: bool | None = None  # as Flux parses the version; None for a non-semver pin
+    sha: str | None = None  # the short commit sha, when the artifact is known
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,12 @@ def _versions(
             version = (artifact.stable or "") if stage == "release" else artifact.version_label
             found.append(
                 StageArtifact(
-                    stage, version, artifact.revision_label, artifact.digest, _prerelease(version)
+                    stage,
+                    version,
+                    artifact.revision_label,
+                    artifact.digest,
+                    _prerelease(version),
+                    artifact.short_sha,
                 )
             )
     return tuple(found)
@@ -264,7 +270,8 @@ def _deployed_version(
     if not tag and artifact is not None:
         tag = artifact.version_label
     revision_label = artifact.revision_label if artifact is not None else ""
-    return [StageArtifact(stage, tag or "", revision_label, digest, _prerelease(tag or ""))]
+    sha = artifact.short_sha if artifact is not None else None
+    return [StageArtifact(stage, tag or "", revision_label, digest, _prerelease(tag or ""), sha)]
 
 
 def _lags(view: PipelineView, artifacts: dict[str, ArtifactView | None]) -> dict[str, float]:

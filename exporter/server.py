@@ -1,8 +1,8 @@
-"""HTTP serving: /metrics, a landing page, /healthz and /readyz."""
+"""HTTP serving: /metrics, the pipeline page, /api/v1/state, /healthz and /readyz."""
 
 from __future__ import annotations
 
-import html
+import json
 import logging
 import signal
 import socket
@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter import __version__
+from exporter import __version__, page, viewmodel
 from exporter.collector import PromotionCollector
 from exporter.config import Config
 from exporter.poller import Poller
@@ -84,6 +84,7 @@ class ExporterServer:
                 route = {
                     "/metrics": server.metrics,
                     "/": server.landing,
+                    "/api/v1/state": server.state,
                     "/healthz": lambda _h: (200, "text/plain; charset=utf-8", b"ok\n"),
                     "/readyz": server.ready,
                 }.get(path)
@@ -113,23 +114,23 @@ class ExporterServer:
             return 503, "text/plain; charset=utf-8", b"not ready: first poll not complete\n"
         return 200, "text/plain; charset=utf-8", b"ready\n"
 
+    def _view(self) -> viewmodel.StateView | None:
+        state = self.poller.state  # read once: the poller may swap it meanwhile
+        return viewmodel.build_view(self.poller.config, state) if state is not None else None
+
     def landing(self, _handler: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
-        rows = "".join(
-            f"<tr><td>{html.escape(s.kind)}</td><td>{html.escape(s.name)}</td>"
-            f"<td>{'up' if s.up else 'down'}</td></tr>"
-            for s in (self.poller.state.sources if self.poller.state else ())
-        )
-        pipelines = ", ".join(html.escape(p.name) for p in self.poller.config.pipelines)
-        body = (
-            "<!doctype html><html><head><title>promotion-exporter</title></head><body>"
-            f"<h1>promotion-exporter {__version__}</h1>"
-            f"<p>Pipelines: {pipelines}</p>"
-            '<p><a href="/metrics">Metrics</a> &middot; <a href="/healthz">healthz</a> '
-            '&middot; <a href="/readyz">readyz</a></p>'
-            f"<table><tr><th>kind</th><th>source</th><th>state</th></tr>{rows}</table>"
-            "</body></html>"
-        )
+        body = page.render_page(self._view(), __version__)
         return 200, "text/html; charset=utf-8", body.encode()
+
+    def state(self, _handler: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
+        view = self._view()
+        if view is None:
+            data: dict[str, object] = {
+                "api_version": viewmodel.API_VERSION,
+                "error": "not ready: first poll not complete",
+            }
+            return 503, "application/json", json.dumps(data).encode()
+        return 200, "application/json", json.dumps(viewmodel.to_json(view)).encode()
 
 
 def serve(config: Config, address: str) -> None:

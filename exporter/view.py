@@ -46,6 +46,19 @@ def is_pin(source: OCIRepositoryData) -> bool:
     return source.ref_digest is not None or (source.ref_tag is not None and not source.ref_semver)
 
 
+def wiring(pipeline: PipelineConfig) -> frozenset[Wiring]:
+    """What the pipeline's config wires up; a node that needs more is absent."""
+    wired = set()
+    github = pipeline.github
+    if github is not None:
+        wired.add(Wiring.GITHUB)
+        if github.promote_workflow is not None:
+            wired.add(Wiring.PROMOTE_WORKFLOW)
+    if pipeline.alert is not None and pipeline.provider is not None:
+        wired.add(Wiring.DISPATCH)
+    return frozenset(wired)
+
+
 @dataclass(frozen=True)
 class Selection:
     """What an OCIRepository's spec.ref selects from the current tags."""
@@ -132,15 +145,7 @@ class PipelineView:
 
     @cached_property
     def wired(self) -> frozenset[Wiring]:
-        wiring = set()
-        github = self.pipeline.github
-        if github is not None:
-            wiring.add(Wiring.GITHUB)
-            if github.promote_workflow is not None:
-                wiring.add(Wiring.PROMOTE_WORKFLOW)
-        if self.pipeline.alert is not None and self.pipeline.provider is not None:
-            wiring.add(Wiring.DISPATCH)
-        return frozenset(wiring)
+        return wiring(self.pipeline)
 
     def unknown_source(self, reads: frozenset[Source]) -> str | None:
         """The first configured source among `reads` that did not answer, as words."""

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine: the Debian packages that
-# the tests run for real (registry, Prometheus, Alertmanager) and a venv with the package.
+# the tests run for real (registry, Prometheus, Alertmanager, and Chromium for the page tests)
+# and a venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(prometheus prometheus-alertmanager docker-registry)
+debian_packages=(prometheus prometheus-alertmanager docker-registry chromium)
 missing=()
 for binary_and_package in promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
-  prometheus-alertmanager:prometheus-alertmanager docker-registry:docker-registry; do
+  prometheus-alertmanager:prometheus-alertmanager docker-registry:docker-registry \
+  chromium:chromium; do
   command -v "${binary_and_package%%:*}" >/dev/null 2>&1 || missing+=("${binary_and_package##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

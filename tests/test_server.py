@@ -148,7 +148,8 @@ def test_landing_page_lists_pipelines_and_sources_without_secrets(
     assert response.headers["content-type"].startswith("text/html")
     assert "platform" in response.text
     for kind, name in expected_sources(poller):
-        assert f"<td>{kind}</td><td>{name}</td><td>down</td>" in response.text
+        row = response.text.split(f'<tr data-source="{kind}/{name}">', 1)[1].split("</tr>")[0]
+        assert "✗ down" in row and "unreachable" in row, row
     assert TOKEN not in response.text
     assert KUBE_TOKEN not in response.text
 
