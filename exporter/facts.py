@@ -38,6 +38,13 @@ FAILED_CONCLUSIONS = frozenset(
 # is a promotion by hand, never the Alert's doing.
 DISPATCH_EVENTS = {"githubdispatch": "repository_dispatch", "github": "status"}
 PROVIDER_TYPES = tuple(DISPATCH_EVENTS)
+# How a tag workflow shared by pipelines titles its runs, when it sets `run-name:`: the
+# githubdispatch event_type `Kustomization/<name>.<namespace>`, or the github Provider's
+# commit-status context `kustomization/<name>/<hash>`.
+_TITLED_EVENT = re.compile(
+    r"kustomization/(?P<name>[a-z0-9][-a-z0-9]*)(?:\.(?P<namespace>[a-z0-9][-a-z0-9]*)|/)",
+    re.IGNORECASE,
+)
 
 
 def evaluate(node: Node, view: PipelineView) -> Finding:
@@ -310,13 +317,25 @@ def _dispatch_runs(view: PipelineView, since: float | None) -> list[WorkflowRun]
     """Promote runs the Alert caused after the apply, newest first; skipped runs are neither
     a dispatch that worked nor one that failed."""
     event = DISPATCH_EVENTS.get(_provider_type(view), "repository_dispatch")
+    kustomization = view.stages["integration"].config.kustomization
     return [
         run
         for run in view.known_github.promote_runs
         if run.event == event
         and run.conclusion != "skipped"
+        and not _titled_for_another(run, kustomization)
         and (since is None or (run.created_at or 0) >= since - CLOCK_SKEW_SECONDS)
     ]
+
+
+def _titled_for_another(run: WorkflowRun, kustomization: ObjectRef) -> bool:
+    """A run whose title names another Kustomization's event was another pipeline's; an
+    untitled run cannot tell, so it counts."""
+    titled = _TITLED_EVENT.search(run.display_title)
+    if titled is None:
+        return False
+    namespace = titled["namespace"] or kustomization.namespace
+    return (titled["name"], namespace) != (kustomization.name, kustomization.namespace)
 
 
 def _flux_commit_status(

@@ -133,8 +133,9 @@ def _start_exporter(scenario: Scenario, end: float) -> _Exporter:
         use_distribution=scenario.name == "healthy",
         flow=scenario.flow,
         provider_type=scenario.provider_type,
+        neighbour=scenario.neighbour is not None,
     ).start()
-    play(lab.sim, scenario, end)
+    play(lab.sim, scenario, end, lab.neighbour)
     poller = Poller(lab.config())
     server = ExporterServer(poller, "127.0.0.1:0")
     server.start()
@@ -248,11 +249,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _expected_firing() -> dict[str, set[str]]:
-    return {s.name: set(s.alerts) for s in SCENARIOS if s.alerts}
+    expected = {s.name: set(s.alerts) for s in SCENARIOS if s.alerts}
+    # A neighbour pipeline's alerts carry its own pipeline label (Lab.neighbour_pipeline).
+    expected |= {f"{s.name}-apps": set(s.neighbour_alerts) for s in SCENARIOS if s.neighbour_alerts}
+    return expected
 
 
 def _expected_delivered() -> dict[str, set[str]]:
-    return {s.name: set(s.alerts - s.inhibited) for s in SCENARIOS if s.alerts - s.inhibited}
+    expected = {s.name: set(s.alerts - s.inhibited) for s in SCENARIOS if s.alerts - s.inhibited}
+    expected |= {f"{s.name}-apps": set(s.neighbour_alerts) for s in SCENARIOS if s.neighbour_alerts}
+    return expected
 
 
 def _settle(observe: Callable[[], dict[str, set[str]]], expected: dict[str, set[str]]) -> None:
@@ -291,7 +297,8 @@ def test_cause_alerts_are_the_nodes_diagnose_stops_at(world: World) -> None:
             for line in text.splitlines()
             if "stuck here: " in line
         }
-        assert stuck == firing.get(name, set()) & TREE_ALERTS, name
+        firing_here = firing.get(name, set()) | firing.get(f"{name}-apps", set())
+        assert stuck == firing_here & TREE_ALERTS, name
 
 
 def _empty_panels(world: World) -> list[tuple[str, str]]:

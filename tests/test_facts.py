@@ -135,6 +135,27 @@ def test_manual_and_skipped_runs_are_not_the_dispatch() -> None:
     assert "no dispatched promote run" in detail
 
 
+def test_a_shared_tag_workflow_run_titled_for_another_kustomization_is_not_the_dispatch() -> None:
+    after = story.INTEGRATION_APPLIED_AT + 60
+
+    def dispatched(title: str) -> bool | None:
+        run = dataclasses.replace(
+            _run(501, "repository_dispatch", "success", after), display_title=title
+        )
+        snapshot = _github(story.rich_snapshot(), promote_runs=(run,))
+        return node(state_of(snapshot), "validation_dispatched")[0]
+
+    # run-name: ${{ github.event.action }} is githubdispatch's event_type Kind/name.namespace.
+    assert dispatched("Kustomization/platform.flux-system") is True
+    assert dispatched("Kustomization/apps.flux-system") is False
+    assert dispatched("Kustomization/platform.other-namespace") is False
+    # The github Provider's commit-status context kustomization/<name>/<hash>.
+    assert dispatched("kustomization/apps/5f3c1a2b") is False
+    assert dispatched("kustomization/platform/5f3c1a2b") is True
+    # An untitled run cannot tell whose it is.
+    assert dispatched("tag-validated-artifact") is True
+
+
 def test_the_commit_status_provider_is_dispatched_by_a_status_run() -> None:
     snapshot = with_provider(story.rich_snapshot(), type="github")
     after = story.INTEGRATION_APPLIED_AT + 60

@@ -60,7 +60,7 @@ def seed_pipeline(github_api: GitHubApi) -> dict[str, int]:
     server = github_api.server
     server.add_commit(OLD_SHA, T0)
     server.add_commit(HEAD_SHA, T0 + 600)
-    server.add_commit(DOCS_SHA, T0 + 1200, path_touched=False)
+    server.add_commit(DOCS_SHA, T0 + 1200, files=("README.md",))
     runs = {
         "old": server.add_run(
             BUILD_WORKFLOW,
@@ -192,7 +192,7 @@ def test_requests_carry_github_headers_and_the_token(github_api: GitHubApi, clie
 def test_no_commit_touching_the_path_means_no_head_and_no_status_request(
     github_api: GitHubApi, client: GitHubClient
 ):
-    github_api.server.add_commit(DOCS_SHA, T0, path_touched=False)
+    github_api.server.add_commit(DOCS_SHA, T0, files=("README.md",))
 
     data = platform(client, github_api.clock.now)
 
@@ -554,7 +554,7 @@ def test_commits_carry_their_messages_newest_first(github_api: GitHubApi, client
     server = github_api.server
     skip = "chore: bump chart\n\n[skip ci]\nSigned-off-by: Dev <dev@example.com>"
     server.add_commit(OLD_SHA, T0, message="feat: add the platform")
-    server.add_commit(DOCS_SHA, T0 + 60, path_touched=False, message="docs: readme")
+    server.add_commit(DOCS_SHA, T0 + 60, files=("README.md",), message="docs: readme")
     server.add_commit(HEAD_SHA, T0 + 120, message=skip)
 
     data = platform(client, github_api.clock.now)
@@ -600,6 +600,7 @@ def test_statuses_are_read_for_the_head_and_the_newest_builds_commit(
 
 def test_pipelines_sharing_a_repository_share_identical_requests(github_api: GitHubApi):
     seed_pipeline(github_api)
+    github_api.server.add_commit(PR_SHA, T0 + 1800, files=("apps/podinfo/release.yaml",))
     apps = dataclasses.replace(github_api.config, watch_path="apps/", promote_workflow=None)
     client = GitHubClient(
         {"platform": github_api.config, "mirror": github_api.config, "apps": apps}, timeout=2.0
@@ -611,8 +612,10 @@ def test_pipelines_sharing_a_repository_share_identical_requests(github_api: Git
     assert set(data) == {"platform", "mirror", "apps"}
     assert data["mirror"] == data["platform"]
     paths = [(r.path, r.query.get("path")) for r in github_api.server.requests]
-    assert len(paths) == len(set(paths)) == 5  # 2 commit lists, 2 runs lists, 1 statuses
-    assert data["apps"].head_commit is not None  # the fake's path filter is path-blind
+    assert len(paths) == len(set(paths)) == 6  # 2 commit lists, 2 runs lists, 2 heads' statuses
+    assert data["apps"].head_commit is not None and data["apps"].head_commit.sha == PR_SHA
+    assert data["platform"].head_commit is not None
+    assert data["platform"].head_commit.sha == HEAD_SHA
     assert data["apps"].promote_workflow_found is None
     assert data["apps"].build_runs == data["platform"].build_runs
 

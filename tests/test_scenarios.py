@@ -30,6 +30,7 @@ from exporter.trees import TREES
 
 END = 1_793_534_400.0  # 2026-11-02T12:00:00Z
 ALL_NODES = {node.id: node for tree in TREES for node in tree.nodes}
+CAUSE_ALERTS = {node.alert for node in ALL_NODES.values()}
 SYMPTOM_ALERTS = {symptom.alert for symptom in symptoms(RuleOptions())}
 
 
@@ -59,9 +60,14 @@ def _truth(sim: PipelineSimulator) -> Truth:
 
 def observe(scenario: Scenario, **lab_options: object) -> tuple[Config, State, Truth]:
     """The scenario in a lab whose registry is Debian's docker-registry, a real one."""
-    options = {"flow": scenario.flow, "provider_type": scenario.provider_type, **lab_options}
+    options = {
+        "flow": scenario.flow,
+        "provider_type": scenario.provider_type,
+        "neighbour": scenario.neighbour is not None,
+        **lab_options,
+    }
     with Lab(start=END - 3 * 86400, use_distribution=True, **options) as lab:
-        play(lab.sim, scenario, END)
+        play(lab.sim, scenario, END, lab.neighbour)
         config = lab.config()
         truth = _truth(lab.sim)
         if scenario.down:
@@ -97,6 +103,17 @@ def test_each_tree_stops_at_the_scenarios_node(observed: Observed) -> None:
     scenario, state = observed.scenario, observed.state
     stops = {tree.tree.id: stop_of(tree) for tree in state.pipelines[0].trees}
     assert stops == {"integration": scenario.integration_stop, "live": scenario.live_stop}
+    assert _neighbour_causes(state) == scenario.neighbour_alerts & CAUSE_ALERTS
+
+
+def _neighbour_causes(state: State) -> set[str]:
+    """The cause alerts of a second pipeline's trees, if the scenario has one."""
+    return {
+        ALL_NODES[stop].alert
+        for pipeline in state.pipelines[1:]
+        for tree in pipeline.trees
+        if (stop := stop_of(tree)) in ALL_NODES
+    }
 
 
 def test_diagnose_names_the_same_node_and_exit_code(
@@ -109,9 +126,10 @@ def test_diagnose_names_the_same_node_and_exit_code(
     ]
     for node_id in failing:
         assert f"stuck here: {ALL_NODES[node_id].alert} " in text
-    assert text.count("stuck here:") == len(failing)
+    neighbour = _neighbour_causes(state)
+    assert text.count("stuck here:") == len(failing) + len(neighbour)
     unknown = "unknown" in (scenario.integration_stop, scenario.live_stop)
-    expected = 1 if failing else (2 if unknown else 0)
+    expected = 1 if failing or neighbour else (2 if unknown else 0)
     assert code == expected, text
 
 
@@ -244,7 +262,14 @@ def test_contract_metrics_match_the_simulation(
     observed: Observed,
 ) -> None:
     scenario, state = observed.scenario, observed.state
-    truth, samples, down = observed.truth, _samples(state), scenario.down
+    truth, down = observed.truth, scenario.down
+    # A neighbour pipeline's own series are the scenario's trees' business, not its truth's.
+    samples = {
+        name: [
+            (labels, v) for labels, v in found if labels.get("pipeline", "platform") == "platform"
+        ]
+        for name, found in _samples(state).items()
+    }
     for labels, value in samples["promotion_source_up"]:
         is_down = down in (labels["kind"], labels["name"])
         assert value == (0.0 if is_down else 1.0), labels
@@ -277,3 +302,10 @@ def test_contract_metrics_match_the_simulation(
         applied_at = max(truth.applied_at["integration"], built)
         staleness = 0.0 if f"validated-{short}" in truth.tags else (END - applied_at)
         assert _one(samples, "promotion_validation_staleness_seconds") == staleness
+
+
+def test_an_alert_in_another_namespace_is_named_as_the_cause() -> None:
+    """Flux resolves an eventSource without a namespace in the Alert's own namespace."""
+    config, state, _ = observe(SCENARIOS_BY_NAME["alert-event-source-namespace"])
+    text = diagnose.render(config, state)[0]
+    assert "the Alert does not watch Kustomization flux-system/platform" in text, text

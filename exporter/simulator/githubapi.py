@@ -36,8 +36,13 @@ class _Commit:
     sha: str
     date: str
     branch: str
-    path_touched: bool
+    files: tuple[str, ...]
     message: str
+
+    def touches(self, path: str) -> bool:
+        """GitHub's `path=` keeps commits that change that file or a file under that folder."""
+        folder = path.rstrip("/") + "/"
+        return any(name == path or name.startswith(folder) for name in self.files)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class _Run:
     updated_at: str
     run_started_at: str
     run_number: int
+    run_name: str | None  # the workflow's evaluated `run-name:`, if it sets one
 
 
 @dataclass
@@ -148,17 +154,17 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
         self,
         sha: str,
         date: Timestamp,
-        path_touched: bool = True,
+        files: tuple[str, ...] = ("kubernetes/platform/kustomization.yaml",),
         branch: str | None = None,
         message: str | None = None,
     ) -> None:
-        """A new head of the branch; path_touched says whether it touches the watched path."""
+        """A new head of the branch, changing `files`."""
         with self._lock:
             commit = _Commit(
                 sha,
                 _rfc3339(date),
                 branch or self.default_branch,
-                path_touched,
+                files,
                 f"change {sha[:7]}" if message is None else message,
             )
             self._commits.append(commit)
@@ -174,6 +180,7 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
         created_at: Timestamp,
         head_branch: str | None = None,
         updated_at: Timestamp | None = None,
+        run_name: str | None = None,
     ) -> int:
         with self._lock:
             self._workflows.add(workflow_file)
@@ -191,6 +198,7 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
                 updated_at=_rfc3339(updated_at) if updated_at is not None else created,
                 run_started_at=created,
                 run_number=sum(r.workflow_file == workflow_file for r in self._runs.values()) + 1,
+                run_name=run_name,
             )
             return run_id
 
@@ -306,7 +314,7 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
         branch = query.get("sha", self.default_branch)
         commits = [c for c in reversed(self._commits) if c.branch == branch]
         if query.get("path"):
-            commits = [c for c in commits if c.path_touched]
+            commits = [c for c in commits if c.touches(query["path"])]
         return [self._commit_json(c) for c in commits[: _per_page(query)]]
 
     def _status_list(self, sha: str, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -377,7 +385,10 @@ class FakeGitHub(LoopbackServer[LoggedRequest]):
         }
 
     def _display_title(self, run: _Run) -> str:
-        """GitHub titles a push run with its head commit's subject; others here by workflow."""
+        """A workflow's `run-name:` wins; else GitHub titles a push run with its head commit's
+        subject, and others here by workflow."""
+        if run.run_name:
+            return run.run_name
         if run.event == "push":
             for commit in self._commits:
                 if commit.sha == run.head_sha:

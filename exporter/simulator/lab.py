@@ -19,11 +19,23 @@ from exporter.config import Config, parse_config
 from exporter.simulator import distribution
 from exporter.simulator.githubapi import FakeGitHub
 from exporter.simulator.kubeapi import FakeKubeAPI
-from exporter.simulator.pipeline import BUILD_WORKFLOW, PROMOTE_WORKFLOW, PipelineSimulator
+from exporter.simulator.pipeline import Names, PipelineSimulator
 from exporter.simulator.registry import RegistryServer
 
 GITHUB_REPOSITORY = "owner/homelab"
 ARTIFACT_REPOSITORY = "owner/homelab/platform"
+# A second pipeline in the same repository and clusters: its own path, build workflow and
+# Flux objects, and the seed's tag workflow shared with the first, titling its runs.
+NEIGHBOUR_REPOSITORY = "owner/homelab/apps"
+NEIGHBOUR_NAMES = Names(
+    kustomization="apps",
+    source="apps",
+    alert="validation-success-apps",
+    build_workflow="build-apps-artifact.yaml",
+    watch_path="apps/",
+    furniture=False,
+    titles_runs=True,
+)
 
 
 class Lab:
@@ -38,8 +50,10 @@ class Lab:
         flow: str = "rc",
         interval: str = "30s",
         provider_type: str = "githubdispatch",
+        neighbour: bool = False,
     ) -> None:
         self.pipeline = pipeline
+        self.has_neighbour = neighbour
         self.interval = interval
         self.root = Path(tempfile.mkdtemp(prefix=f"promotion-lab-{pipeline}-"))
         self.registry: RegistryServer | distribution.DistributionRegistry = (
@@ -56,6 +70,7 @@ class Lab:
         self.provider_type = provider_type
         self._start = time.time() if start is None else start
         self.sim: PipelineSimulator | None = None
+        self.neighbour: PipelineSimulator | None = None
         self.registry_host = ""
 
     def clock(self) -> float:
@@ -67,20 +82,27 @@ class Lab:
             api.start()
         self.registry_host = self.registry.url.split("://", 1)[1]
         self.github.start()
+        self.sim = self._simulator(ARTIFACT_REPOSITORY, Names(titles_runs=self.has_neighbour))
+        if self.has_neighbour:
+            self.neighbour = self._simulator(NEIGHBOUR_REPOSITORY, NEIGHBOUR_NAMES)
+        return self
+
+    def _simulator(self, repository: str, names: Names) -> PipelineSimulator:
         # The stable-only flow has no tag workflow at all: GitHub answers 404 for it.
-        for workflow in (BUILD_WORKFLOW, PROMOTE_WORKFLOW)[: 2 if self.flow == "rc" else 1]:
+        workflows = (names.build_workflow, names.promote_workflow)
+        for workflow in workflows[: 2 if self.flow == "rc" else 1]:
             self.github.add_workflow(workflow)
-        self.sim = PipelineSimulator(
+        return PipelineSimulator(
             registry_url=self.registry.url,
-            repository=ARTIFACT_REPOSITORY,
+            repository=repository,
             integration=self.clusters["integration"],
             live=self.clusters["live"],
             github=self.github,
             start=self._start,
             flow=self.flow,
             provider_type=self.provider_type,
+            names=names,
         )
-        return self
 
     def stop(self) -> None:
         self.github.stop()
@@ -113,7 +135,6 @@ class Lab:
         token_file = self.root / "github-token"
         token_file.write_text(self.github_token)
         token_file.chmod(0o600)
-        host = self.registry_host
         config: dict[str, Any] = {
             "interval": self.interval,
             "timeout": "5s",
@@ -123,25 +144,48 @@ class Lab:
                 "token_file": str(token_file),
             },
             "clusters": kubeconfigs,
-            "pipelines": [
-                {
-                    "name": self.pipeline,
-                    "artifact": f"oci://{host}/{ARTIFACT_REPOSITORY}",
-                    "plain_http": True,
-                    "stages": {
-                        "integration": {
-                            "cluster": "integration",
-                            "semver": ">= 0.0.0-0" if self.flow == "rc" else ">= 0.0.0",
-                        },
-                        "live": {"cluster": "live", "semver": ">= 0.0.0"},
-                    },
-                }
-            ],
+            "pipelines": [self._pipeline_dict(self.pipeline, self.sim)],
         }
+        if self.neighbour is not None:
+            config["pipelines"].append(self._pipeline_dict(self.neighbour_pipeline, self.neighbour))
         if self.flow != "rc":
             config["github"]["promote_workflow"] = None
-            config["pipelines"][0].update(alert=None, provider=None)
+            for pipeline in config["pipelines"]:
+                pipeline.update(alert=None, provider=None)
         return config
+
+    def _pipeline_dict(self, name: str, sim: PipelineSimulator | None) -> dict[str, Any]:
+        """The pipeline as a user would configure it for what the simulator plays."""
+        assert sim is not None, "start() the lab first"
+        names = sim.names
+        pipeline: dict[str, Any] = {
+            "name": name,
+            "artifact": f"oci://{self.registry_host}/{sim.repository}",
+            "plain_http": True,
+            "stages": {
+                "integration": {
+                    "cluster": "integration",
+                    "semver": ">= 0.0.0-0" if self.flow == "rc" else ">= 0.0.0",
+                },
+                "live": {"cluster": "live", "semver": ">= 0.0.0"},
+            },
+            "source": {"name": names.source},
+            "kustomization": {"name": names.kustomization},
+            "alert": {"namespace": names.alert_namespace, "name": names.alert},
+            "provider": {"namespace": names.alert_namespace},
+        }
+        if names.watch_path != Names().watch_path:
+            pipeline["github"] = {
+                "watch_path": names.watch_path,
+                "build_workflow": names.build_workflow,
+            }
+        if not names.furniture:
+            pipeline["canaries"] = []
+        return pipeline
+
+    @property
+    def neighbour_pipeline(self) -> str:
+        return f"{self.pipeline}-apps"
 
     def config(self) -> Config:
         return parse_config(self.config_dict())

@@ -53,6 +53,25 @@ class Break(StrEnum):
     HELM_RELEASE_FAILING = "helm-release-failing"  # a HelmRelease in live: Ready=False
 
 
+@dataclass(frozen=True)
+class Names:
+    """What one pipeline's Flux objects and workflows are called: the seed's by default."""
+
+    kustomization: str = "platform"
+    source: str = "flux-system"
+    alert: str = "validation-success"
+    # The Alert and its Provider; the Kustomization is always in flux-system.
+    alert_namespace: str = "flux-system"
+    build_workflow: str = BUILD_WORKFLOW
+    promote_workflow: str = PROMOTE_WORKFLOW
+    watch_path: str = "kubernetes/"
+    # The cluster-wide furniture: the Provider, the canaries and the HelmReleases.
+    furniture: bool = True
+    # A tag workflow shared by pipelines titles its runs `run-name: ${{ github.event.action }}`
+    # (the dispatch's event_type) or the commit status's context.
+    titles_runs: bool = False
+
+
 @dataclass
 class Build:
     commit: str
@@ -95,7 +114,9 @@ class PipelineSimulator:
         flow: str = "rc",
         registry_auth: tuple[str, str] | None = None,
         provider_type: str = "githubdispatch",
+        names: Names | None = None,
     ) -> None:
+        self.names = names or Names()
         self.registry_url = registry_url
         self.repository = repository
         self.artifact_url = f"oci://{registry_url.split('://', 1)[1]}/{repository}"
@@ -127,7 +148,8 @@ class PipelineSimulator:
         """A PR touching kubernetes/ lands on main."""
         self._commits += 1
         sha = hashlib.sha1(f"{self.repository}:{self._commits}".encode()).hexdigest()
-        self.github.add_commit(sha, flux.rfc3339(self.now), message=message)
+        changed = (f"{self.names.watch_path}kustomization.yaml",)
+        self.github.add_commit(sha, flux.rfc3339(self.now), files=changed, message=message)
         self.head = sha
         return sha
 
@@ -137,7 +159,7 @@ class PipelineSimulator:
             return None
         failed = Break.BUILD_FAILS in self.breaks
         self.github.add_run(
-            BUILD_WORKFLOW,
+            self.names.build_workflow,
             self.head,
             event="push",
             status="completed",
@@ -210,6 +232,7 @@ class PipelineSimulator:
             stage.revision, stage.fetched_at = f"{selected}@{self.tags[selected]}", self.now
         stage.api.put(
             flux.oci_repository(
+                name=self.names.source,
                 api_version=flux.OCI_REPOSITORY_V1,
                 url=spec["url"],
                 semver=spec.get("semver"),
@@ -254,6 +277,8 @@ class PipelineSimulator:
             ready, reason, message = "Unknown", "Progressing", "Reconciliation in progress"
         stage.api.put(
             flux.kustomization(
+                name=self.names.kustomization,
+                source_name=self.names.source,
                 ready=ready,
                 reason=reason,
                 message=message,
@@ -290,22 +315,16 @@ class PipelineSimulator:
             return None
         if Break.DISPATCH_DROPPED in self.breaks or Break.ALERT_MISCONFIGURED in self.breaks:
             return None
+        if self.names.alert_namespace != "flux-system":
+            # An eventSource without a namespace is in the Alert's own: it never sees ours.
+            return None
         applied = self.stages["integration"].applied
         build = self._build_of(applied)
         if self.provider_type == "github" and build is not None:
-            # notification-controller's github Provider: context kind/name/<provider hash>.
-            context = f"kustomization/platform/{flux.sha256_of('provider')[7:15]}"
+            context = self._status_context
             self.github.add_status(build.commit, context, "success", created_at=self.now)
         conclusion = "failure" if Break.PROMOTE_FAILS in self.breaks else "success"
-        run = self.github.add_run(
-            PROMOTE_WORKFLOW,
-            self.head or "0" * 40,
-            event=self._dispatch_event,
-            status="completed",
-            conclusion=conclusion,
-            created_at=flux.rfc3339(self.now),
-            head_branch="main",
-        )
+        run = self._promote_run(conclusion)
         if build is not None and conclusion == "success":
             self.promote(build)
         return run
@@ -322,17 +341,32 @@ class PipelineSimulator:
     def _dispatch_event(self) -> str:
         return "status" if self.provider_type == "github" else "repository_dispatch"
 
-    def refire(self) -> None:
-        """The Alert fires again on the next reconciliation; the guard makes it a no-op."""
-        self.github.add_run(
-            PROMOTE_WORKFLOW,
+    @property
+    def _status_context(self) -> str:
+        """notification-controller's github Provider: context kind/name/<provider hash>."""
+        return f"kustomization/{self.names.kustomization}/{flux.sha256_of('provider')[7:15]}"
+
+    def _promote_run(self, conclusion: str) -> int:
+        """A run of the tag workflow that the Alert started."""
+        title = None
+        if self.names.titles_runs:
+            # githubdispatch's event_type is Kind/name.namespace.
+            dispatch_title = f"Kustomization/{self.names.kustomization}.flux-system"
+            title = self._status_context if self.provider_type == "github" else dispatch_title
+        return self.github.add_run(
+            self.names.promote_workflow,
             self.head or "0" * 40,
             event=self._dispatch_event,
             status="completed",
-            conclusion="success",
+            conclusion=conclusion,
             created_at=flux.rfc3339(self.now),
             head_branch="main",
+            run_name=title,
         )
+
+    def refire(self) -> None:
+        """The Alert fires again on the next reconciliation; the guard makes it a no-op."""
+        self._promote_run("success")
 
     def _build_of(self, revision: str | None) -> Build | None:
         digest = revision.rsplit("@", 1)[-1] if revision else None
@@ -348,12 +382,22 @@ class PipelineSimulator:
             misconfigured = Break.ALERT_MISCONFIGURED in self.breaks
             integration.api.put(
                 flux.alert(
+                    name=self.names.alert,
+                    namespace=self.names.alert_namespace,
+                    event_sources=[{"kind": "Kustomization", "name": self.names.kustomization}],
                     inclusion_list=(".*Health check passed.*",)
                     if misconfigured
-                    else (".*Reconciliation finished.*",)
+                    else (".*Reconciliation finished.*",),
                 )
             )
-            integration.api.put(flux.provider(provider_type=self.provider_type))
+            if self.names.furniture:
+                integration.api.put(
+                    flux.provider(
+                        namespace=self.names.alert_namespace, provider_type=self.provider_type
+                    )
+                )
+        if not self.names.furniture:
+            return
         for name, stage in self.stages.items():
             failing = name == "live" and Break.HELM_RELEASE_FAILING in self.breaks
             stage.api.put(flux.helm_release("podinfo", "apps", ready=not failing))
@@ -361,6 +405,8 @@ class PipelineSimulator:
 
     def run_canaries(self) -> None:
         """canary-checker's latest run in each cluster, reported at the simulator's now."""
+        if not self.names.furniture:
+            return
         checks = self._canary_checks()
         for name, stage in self.stages.items():
             if name == "live" and Break.CANARY_MISSING in self.breaks:

@@ -8,6 +8,7 @@ read this one table.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,10 @@ class Scenario:
     flow: str = "rc"  # rc, or stable: the build tags X.Y.Z itself and there is no tag workflow
     provider_type: str = "githubdispatch"  # or github: Flux's commit status, `on: status`
     setup: Callable[[PipelineSimulator], None] | None = None  # before the history releases
+    # A second pipeline in the same repository and clusters (`Lab(neighbour=True)`), with its
+    # own breaks; it releases after the change under test, through the shared tag workflow.
+    neighbour: frozenset[Break] | None = None
+    neighbour_alerts: frozenset[str] = frozenset()
 
 
 def _refire_every_ten_minutes(sim: PipelineSimulator) -> None:
@@ -141,6 +146,13 @@ def _skip_ci_after_failed_build(sim: PipelineSimulator) -> None:
     sim.release()
     sim.advance(600)
     sim.merge("Fix typo\n\nskip-checks: true")
+
+
+def _alert_moved_to_monitoring(sim: PipelineSimulator) -> None:
+    """The Alert and Provider moved to monitoring; the eventSource names no namespace."""
+    sim.names = dataclasses.replace(sim.names, alert_namespace="monitoring")
+    sim.install_cluster_objects()
+    sim.release()
 
 
 def _reproducible_builds(sim: PipelineSimulator) -> None:
@@ -454,6 +466,32 @@ SCENARIOS: tuple[Scenario, ...] = (
         alerts=frozenset({"PromotionCanaryStale"}),
     ),
     Scenario(
+        "two-pipelines-neighbour-dispatched",
+        "Two pipelines share the repository and the seed's tag workflow. Platform's dispatch "
+        "was dropped (fluxcd/flux2#3933); apps released after it through the shared workflow, "
+        "whose runs are titled by run-name. Apps' run, commits and builds are not platform's.",
+        breaks=frozenset({Break.DISPATCH_DROPPED}),
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+        neighbour=frozenset(),
+    ),
+    Scenario(
+        "two-pipelines-neighbour-build-failing",
+        "Two pipelines share the repository: apps' own build workflow fails after platform "
+        "released. Only apps is stuck, at its build.",
+        neighbour=frozenset({Break.BUILD_FAILS}),
+        neighbour_alerts=frozenset({"PromotionBuildFailing"}),
+    ),
+    Scenario(
+        "alert-event-source-namespace",
+        "The Alert moved to monitoring, its eventSource naming Kustomization platform without a "
+        "namespace: notification-controller looks in the Alert's own namespace, so it never "
+        "sees flux-system/platform and no dispatch is sent.",
+        integration_stop="validation_dispatched",
+        alerts=frozenset({"PromotionValidationNotDispatched"}),
+        play=_alert_moved_to_monitoring,
+    ),
+    Scenario(
         "live-helmrelease-failing",
         "Live applied the release, but the podinfo HelmRelease's upgrade timed out.",
         breaks=frozenset({Break.HELM_RELEASE_FAILING}),
@@ -465,13 +503,20 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 
 
-def play(sim: PipelineSimulator, scenario: Scenario, end: float) -> None:
-    """History up to the change, then the change with its breaks, ending at `end`."""
+def play(
+    sim: PipelineSimulator,
+    scenario: Scenario,
+    end: float,
+    neighbour: PipelineSimulator | None = None,
+) -> None:
+    """History up to the change, then the change with its breaks, ending at `end`. A
+    neighbour pipeline releases after each release of this one, on the same clock."""
     if scenario.setup is not None:
         scenario.setup(sim)
     sim.install_cluster_objects()
     for _ in range(HISTORY_RELEASES):
         sim.release()
+        _neighbour_release(sim, neighbour)
     sim.now = end - scenario.change_age
     sim.breaks.update(scenario.breaks)
     sim.install_cluster_objects()
@@ -479,6 +524,22 @@ def play(sim: PipelineSimulator, scenario: Scenario, end: float) -> None:
         scenario.play(sim)
     else:
         sim.release()
+    if neighbour is not None:
+        neighbour.breaks.update(scenario.neighbour or ())
+        neighbour.install_cluster_objects()
+    _neighbour_release(sim, neighbour)
     sim.now = end
+    if neighbour is not None:
+        neighbour.now = end
     # canary-checker runs every minute, so its latest run is the poll's minute.
     sim.run_canaries()
+
+
+def _neighbour_release(sim: PipelineSimulator, neighbour: PipelineSimulator | None) -> None:
+    if neighbour is None:
+        return
+    if not neighbour.builds:
+        neighbour.install_cluster_objects()
+    neighbour.now = sim.now
+    neighbour.release()
+    sim.now = neighbour.now
