@@ -85,6 +85,13 @@ def _rules_flags(parser: argparse.ArgumentParser) -> None:
         help="how long an earlier tree node must stay failing or unknown before it silences "
         "later ones; shorter than every tree for:, 0s at once (default %(default)s)",
     )
+    parser.add_argument(
+        "--dora-failure-window",
+        default=defaults.dora_failure_window,
+        metavar="DURATION",
+        help="how long after a live deployment a failing check or a rollback counts it as a "
+        "failed change, for the change failure rate (default %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +225,7 @@ def _rule_options(args: argparse.Namespace) -> rules.RuleOptions:
         node_for=node_for,
         for_override=args.for_override,
         suppression_window=args.suppression_window,
+        dora_failure_window=args.dora_failure_window,
     )
 
 

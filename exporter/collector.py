@@ -2,7 +2,7 @@
 
 No I/O happens here; the poller refreshes the state on its own timer. Tags, shas and digests
 appear only as labels of promotion_version_info, so series stay bounded by pipelines,
-stages, clusters and canary checks.
+stages, clusters, canary checks and the five Kustomization history entries Flux keeps.
 """
 
 from __future__ import annotations
@@ -87,6 +87,58 @@ METRICS = {
             "When the stage's Kustomization first reconciled its current revision.",
             "pipeline",
             "stage",
+        ),
+        _spec(
+            "promotion_commit_timestamp_seconds",
+            "gauge",
+            "Committer date of the git commit of the artifact at each stage, from GitHub; absent "
+            "when the commit is not among the recent commits read.",
+            "pipeline",
+            "stage",
+        ),
+        _spec(
+            "promotion_integration_applied_timestamp_seconds",
+            "gauge",
+            "When the integration cluster first applied the artifact now at a later stage "
+            "(validated, release, live), from its Kustomization history: the start of the "
+            "integration-to-live hop. Absent once integration's history no longer holds it.",
+            "pipeline",
+            "stage",
+        ),
+        _spec(
+            "promotion_kustomization_history_first_reconciled_timestamp_seconds",
+            "gauge",
+            "firstReconciled of each of the stage Kustomization's last five history entries; "
+            "entry 0 is the newest. No revision label, so series stay bounded.",
+            "pipeline",
+            "stage",
+            "entry",
+        ),
+        _spec(
+            "promotion_kustomization_history_last_reconciled_timestamp_seconds",
+            "gauge",
+            "lastReconciled of each of the stage Kustomization's last five history entries; "
+            "entry 0 is the newest.",
+            "pipeline",
+            "stage",
+            "entry",
+        ),
+        _spec(
+            "promotion_stage_rolled_back",
+            "gauge",
+            "1 when the stage runs a pin, or an artifact built before another one its "
+            "Kustomization history shows it ran (a rollback); 0 otherwise; absent while unknown.",
+            "pipeline",
+            "stage",
+        ),
+        _spec(
+            "promotion_stage_cluster_info",
+            "gauge",
+            "The cluster each pipeline stage runs in, for joining cluster-wide series (canary "
+            "checks) to a pipeline's stage.",
+            "pipeline",
+            "stage",
+            "cluster",
         ),
         _spec(
             "promotion_tree_node_status",
@@ -365,6 +417,7 @@ def _export_pipeline(out: _Families, pipeline: PipelineState) -> None:
         out.add("promotion_artifact_created_timestamp_seconds", (name, stage), created)
     for stage, applied in pipeline.applied.items():
         out.add("promotion_applied_timestamp_seconds", (name, stage), applied)
+    _export_delivery(out, pipeline)
     for tree in pipeline.trees:
         for node in tree.nodes:
             for status in ("ok", "failing", "unknown"):
@@ -378,6 +431,34 @@ def _export_pipeline(out: _Families, pipeline: PipelineState) -> None:
         out.add("promotion_registry_tags", (name,), pipeline.registry.tags)
         out.add("promotion_registry_artifacts", (name,), pipeline.registry.artifacts)
         out.add("promotion_registry_ignored_tags", (name,), pipeline.registry.ignored_tags)
+
+
+def _export_delivery(out: _Families, pipeline: PipelineState) -> None:
+    """The timestamps the DORA recording rules read; all from sources, so restart-safe."""
+    name = pipeline.name
+    for stage, committed in pipeline.committed.items():
+        out.add("promotion_commit_timestamp_seconds", (name, stage), committed)
+    for stage, applied in pipeline.integration_applied.items():
+        out.add("promotion_integration_applied_timestamp_seconds", (name, stage), applied)
+    for stage, entries in pipeline.history.items():
+        for entry, times in enumerate(entries):
+            labels = (name, stage, str(entry))
+            if times.first_reconciled is not None:
+                out.add(
+                    "promotion_kustomization_history_first_reconciled_timestamp_seconds",
+                    labels,
+                    times.first_reconciled,
+                )
+            if times.last_reconciled is not None:
+                out.add(
+                    "promotion_kustomization_history_last_reconciled_timestamp_seconds",
+                    labels,
+                    times.last_reconciled,
+                )
+    for stage, rolled_back in pipeline.rolled_back.items():
+        out.add("promotion_stage_rolled_back", (name, stage), int(rolled_back))
+    for stage, cluster in pipeline.clusters.items():
+        out.add("promotion_stage_cluster_info", (name, stage, cluster), 1)
 
 
 def _export_github(out: _Families, state: State) -> None:

@@ -476,6 +476,120 @@ def _last_poll() -> stat.Panel:
     return _single_stat(panel).thresholds(_steps((None, _BLUE))).height(5).span(8)
 
 
+# --- Delivery (DORA) ------------------------------------------------------------------------
+# These read the promotion-dora recording rules, so they need the rules pack and some history:
+# the DORA end-to-end test checks them against a simulated week (dora_panel_queries).
+
+DORA_ROW = "Delivery (DORA)"
+_DORA_TEXT = (
+    " Recorded by the promotion-dora rules from source timestamps, so an exporter restart "
+    "loses nothing; docs/dora.md defines it."
+)
+_LIVE_FAILURE_ALERTS = (
+    "PromotionCanaryCheckFailing",
+    "PromotionLiveReconcileFailing",
+    "PromotionLiveHelmReleaseFailing",
+)
+
+
+def _lead_time_per_hop() -> timeseries.Panel:
+    panel = _panel(
+        timeseries.Panel(),
+        "Lead time per hop",
+        "Mean over the last 7 days' deployments of commit to integration, commit to live, and "
+        "integration to live (rollbacks left out); dashed, the change live runs now. The slow "
+        "hop is the one to look at." + _DORA_TEXT,
+        ("PromotionLagHigh",),
+        units.Seconds,
+        _series(
+            f"pipeline_hop:promotion_lead_time_seconds:mean_7d{{{PIPELINE}}}", "{{hop}} (7d mean)"
+        ),
+        _series(f"pipeline_hop:promotion_lead_time_seconds:last{{{PIPELINE}}}", "{{hop}} (now)"),
+    )
+    return _graph(panel).min(0).height(8).span(12)
+
+
+def _deployments_per_day() -> timeseries.Panel:
+    panel = _panel(
+        timeseries.Panel(),
+        "Deployments per day",
+        "Changes of each stage's applied artifact per day, over 7 and 30 days; a rollback is a "
+        "deployment too." + _DORA_TEXT,
+        ("PromotionLagHigh",),
+        units.NoUnit,
+        _series(f"pipeline_stage:promotion_deployments_per_day:7d{{{PIPELINE}}}", "{{stage}} (7d)"),
+        _series(
+            f"pipeline_stage:promotion_deployments_per_day:30d{{{PIPELINE}}}", "{{stage}} (30d)"
+        ),
+    )
+    return _graph(panel).min(0).height(8).span(12)
+
+
+def _change_failure_rate() -> stat.Panel:
+    panel = _panel(
+        stat.Panel(),
+        "Change failure rate",
+        "Share of live deployments followed within the failure window (default 1h) by a "
+        "failing live check or a rollback, over 7 and 30 days." + _DORA_TEXT,
+        _LIVE_FAILURE_ALERTS,
+        units.PercentUnit,
+        _current(f"pipeline:promotion_change_failure_ratio:7d{{{PIPELINE}}}", "7d"),
+        _current(f"pipeline:promotion_change_failure_ratio:30d{{{PIPELINE}}}", "30d"),
+    )
+    steps = _steps((None, _GREEN), (0.15, _ORANGE), (0.3, _RED))
+    return _single_stat(panel).thresholds(steps).no_value("no deployment").height(6).span(8)
+
+
+def _time_to_restore() -> stat.Panel:
+    panel = _panel(
+        stat.Panel(),
+        "Time to restore",
+        "Mean length of the live failures (a failing live canary check, reconcile or "
+        "HelmRelease) that started in the last 7 days." + _DORA_TEXT,
+        _LIVE_FAILURE_ALERTS,
+        units.Seconds,
+        _current(f"pipeline:promotion_time_to_restore_seconds:mean_7d{{{PIPELINE}}}", "7d"),
+    )
+    return _single_stat(panel).thresholds(_limit(3600)).no_value("no failure").height(6).span(8)
+
+
+def _live_failing() -> statetimeline.Panel:
+    panel = _panel(
+        statetimeline.Panel(),
+        "Live failing",
+        "Whether a live canary check, the live reconcile or a live HelmRelease fails: the "
+        "failures that count against a change and whose length is the time to restore."
+        + _DORA_TEXT,
+        _LIVE_FAILURE_ALERTS,
+        units.NoUnit,
+        _series(f"pipeline:promotion_live_failing:max{{{PIPELINE}}}", "live"),
+    )
+    panel.mappings(_values({0: ("healthy", _GREEN), 1: ("failing", _RED)}))
+    return _timeline(panel).height(6).span(8)
+
+
+def _dora_panels() -> list[Builder[grafana.Panel]]:
+    return [
+        _lead_time_per_hop(),
+        _deployments_per_day(),
+        _change_failure_rate(),
+        _time_to_restore(),
+        _live_failing(),
+    ]
+
+
+def _stage_changes() -> dashboard_builders.AnnotationQuery:
+    """A marker on every time-series panel where a stage applied another artifact."""
+    return (
+        dashboard_builders.AnnotationQuery()
+        .name("Stage changed version")
+        .datasource(DATASOURCE)
+        .enable(True)
+        .icon_color(_BLUE)
+        .expr(f"changes(promotion_applied_timestamp_seconds{{{PIPELINE}}}[2m]) > 0")
+    )
+
+
 # --- The dashboard --------------------------------------------------------------------------
 
 
@@ -543,6 +657,7 @@ def _sections() -> list[tuple[str, list[Builder[grafana.Panel]]]]:
             "Sources",
             [_sources_up(), _source_errors(), _github_budget(), _github_reset(), _last_poll()],
         ),
+        (DORA_ROW, _dora_panels()),
     ]
 
 
@@ -557,6 +672,7 @@ def overview() -> grafana.Dashboard:
         .tooltip(grafana.DashboardCursorSync.CROSSHAIR)
         .variables(_variables())
         .link(dashboard_builders.DashboardLink("Runbook").url(DEFAULT_RUNBOOK_URL))
+        .annotation(_stage_changes())
     )
     for title, panels in _sections():
         builder.with_row(dashboard_builders.Row(title))
@@ -573,20 +689,31 @@ def _panels(dashboard: grafana.Dashboard) -> list[grafana.Panel]:
     return [panel for panel in dashboard.panels or [] if isinstance(panel, grafana.Panel)]
 
 
+def _queries(dora: bool) -> list[tuple[str, str]]:
+    dora_titles = {panel.build().title for panel in _dora_panels()}
+    return [
+        (panel.title or "", target.expr)
+        for panel in _panels(overview())
+        for target in panel.targets or []
+        if isinstance(target, PrometheusQuery) and (panel.title in dora_titles) == dora
+    ]
+
+
 def panel_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every query of the overview, with `$pipeline` left in.
+    """(panel title, PromQL) for every query of the overview but the DORA row's, with
+    `$pipeline` left in.
 
     `${datasource}` appears in datasource references only, never in PromQL. No query uses
     Grafana's interval variables, so `substitute(query, pipeline)` gives an instant query.
     Two need history: the source error rate wants two scrapes within 5m, the canary failure
     rate one result within the canary window.
     """
-    return [
-        (panel.title or "", target.expr)
-        for panel in _panels(overview())
-        for target in panel.targets or []
-        if isinstance(target, PrometheusQuery)
-    ]
+    return _queries(dora=False)
+
+
+def dora_panel_queries() -> list[tuple[str, str]]:
+    """The DORA row's queries: they read recorded series, which need the rules and history."""
+    return _queries(dora=True)
 
 
 def substitute(query: str, pipeline: str) -> str:

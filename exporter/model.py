@@ -19,6 +19,7 @@ from exporter.snapshot import (
     ClusterData,
     ClusterWants,
     HelmReleaseCounts,
+    KustomizationData,
     Missing,
     ObjectRef,
     RateLimit,
@@ -31,6 +32,8 @@ from exporter.view import PipelineView
 
 STAGES = ("build", "integration", "validated", "release", "live")
 LAG_STAGES = ("integration", "validated", "release", "live")
+LATER_STAGES = ("validated", "release", "live")  # stages an artifact reaches after integration
+HISTORY_ENTRIES = 5  # kustomize-controller keeps the last five
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,14 @@ class Outranked:
 
 
 @dataclass(frozen=True)
+class HistoryTimes:
+    """One Kustomization history entry's times; its revision is left out to bound series."""
+
+    first_reconciled: float | None
+    last_reconciled: float | None
+
+
+@dataclass(frozen=True)
 class PipelineState:
     name: str
     versions: tuple[StageArtifact, ...]
@@ -126,6 +137,14 @@ class PipelineState:
     registry: RegistryCounts | None
     sources: tuple[tuple[str, str], ...]  # (kind, name) of every source this pipeline reads
     outranked: Outranked | None = None
+    # The commit time of the artifact at each stage.
+    committed: dict[str, float] = field(default_factory=dict)
+    # When integration applied the artifact now at a later stage: the integration-to-live hop.
+    integration_applied: dict[str, float] = field(default_factory=dict)
+    # Each stage's Kustomization history, newest first.
+    history: dict[str, tuple[HistoryTimes, ...]] = field(default_factory=dict)
+    rolled_back: dict[str, bool] = field(default_factory=dict)
+    clusters: dict[str, str] = field(default_factory=dict)  # each stage's cluster
 
 
 @dataclass(frozen=True)
@@ -187,11 +206,7 @@ def pipeline_state(view: PipelineView) -> PipelineState:
     return PipelineState(
         name=view.pipeline.name,
         versions=_versions(view, artifacts),
-        created={
-            stage: time
-            for stage, artifact in artifacts.items()
-            if artifact is not None and (time := view.build_time(artifact)) is not None
-        },
+        created=_times(artifacts, view.build_time),
         applied={s: at for s in view.stages if (at := view.applied_at(s)) is not None},
         lags=_lags(view, artifacts),
         validation_staleness=_validation_staleness(view),
@@ -201,7 +216,34 @@ def pipeline_state(view: PipelineView) -> PipelineState:
         outranked=Outranked(outranked[0].version_label, outranked[1].version_label)
         if outranked
         else None,
+        committed=_times(artifacts, view.commit_time),
+        integration_applied=_times(
+            {s: artifacts[s] for s in LATER_STAGES if "integration" in view.stages},
+            view.integration_applied_at,
+        ),
+        history={stage: _history(view, stage) for stage in view.stages},
+        rolled_back={s: back for s in view.stages if (back := view.rolled_back(s)) is not None},
+        clusters={name: stage.cluster for name, stage in view.pipeline.stages.items()},
     )
+
+
+def _times(
+    artifacts: dict[str, ArtifactView | None], time_of: Callable[[ArtifactView], float | None]
+) -> dict[str, float]:
+    return {
+        stage: time
+        for stage, artifact in artifacts.items()
+        if artifact is not None and (time := time_of(artifact)) is not None
+    }
+
+
+def _history(view: PipelineView, stage: str) -> tuple[HistoryTimes, ...]:
+    """The times of the stage's Kustomization history, capped at the five entries Flux keeps."""
+    kustomization = view.stages[stage].kustomization
+    if not isinstance(kustomization, KustomizationData):
+        return ()
+    entries = kustomization.history[:HISTORY_ENTRIES]
+    return tuple(HistoryTimes(e.first_reconciled, e.last_reconciled) for e in entries)
 
 
 def _registry_counts(view: PipelineView) -> RegistryCounts | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter import yamlfile
+from exporter import dora, yamlfile
 from exporter.config import parse_duration
 from exporter.seed import (
     CANARY_STALE_MINIMUM_SECONDS,
@@ -54,6 +54,8 @@ class RuleOptions:
     # intervals, and shorter than every tree for:, so that an earlier node that keeps failing
     # silences a later alert before either fires. 0s silences at once.
     suppression_window: str = "3m"
+    # How long after a live deployment a failure or a rollback still counts against it.
+    dora_failure_window: str = "1h"
 
     def validate(self) -> None:
         durations = [
@@ -70,6 +72,8 @@ class RuleOptions:
             durations.append(self.for_override)
         for text in (*durations, self.suppression_window):
             parse_duration(text)
+        if parse_duration(self.dora_failure_window) < dora.EVENTS_INTERVAL_SECONDS:
+            raise ValueError("--dora-failure-window must be at least 5m, the events interval")
         if not 0 < self.canary_failure_ratio < 1:
             raise ValueError("--canary-failure-ratio must be between 0 and 1")
         unknown = set(self.node_for) - {node.alert for tree in TREES for node in tree.nodes}
@@ -341,6 +345,7 @@ def rule_groups(options: RuleOptions) -> list[_Yaml]:
         _symptom_group(
             "promotion-health", tuple(s for s in all_symptoms if s.text.health), options
         ),
+        *dora.dora_groups(options.dora_failure_window),
     ]
 
 

@@ -280,6 +280,37 @@ class PipelineView:
             return seen
         return max(seen, built)
 
+    def integration_applied_at(self, artifact: ArtifactView) -> float | None:
+        """When integration first applied this artifact, from its Kustomization history (or
+        its source, while it still serves it); never before the artifact was built."""
+        view = self.stages.get("integration")
+        seen = view.applied_at(artifact.digest) if view is not None else None
+        built = self.build_time(artifact)
+        return max(seen, built) if seen is not None and built is not None else seen
+
+    def commit_time(self, artifact: ArtifactView) -> float | None:
+        """The committer date of the artifact's commit, when it is among the commits read."""
+        if self.github is None or artifact.commit is None:
+            return None
+        dates = [c.date for c in self.github.commits if c.date and artifact.matches_commit(c.sha)]
+        return dates[0] if dates else None
+
+    def rolled_back(self, stage: str) -> bool | None:
+        """The stage runs a pin, or an artifact built before another one its Kustomization
+        history shows it ran: a rollback. Unknown while the cluster or the registry is."""
+        view = self.stages.get(stage)
+        if view is None or view.cluster is None or self.index is None:
+            return None
+        source = view.source
+        if isinstance(source, OCIRepositoryData) and is_pin(source):
+            return True
+        current = self.deployed(stage)
+        kustomization = view.kustomization
+        if current is None or not isinstance(kustomization, KustomizationData):
+            return False
+        ran = (self.index.by_digest(parse_revision(e.revision)[1]) for e in kustomization.history)
+        return any(other is not None and other.order_key > current.order_key for other in ran)
+
     # --- GitHub -----------------------------------------------------------------------------
 
     @cached_property

@@ -44,7 +44,7 @@ def _pipeline_alerts() -> dict[str, str]:
         rule["alert"]: rule["labels"]["severity"]
         for group in groups
         for rule in group["rules"]
-        if rule["alert"] not in HEALTH_ALERTS
+        if "alert" in rule and rule["alert"] not in HEALTH_ALERTS
     }
 
 

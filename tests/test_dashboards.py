@@ -30,9 +30,9 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 PROMTOOL = "/usr/bin/promtool"
 KUBERNETES_VERSION = "1.30"
 DATASOURCE = "${datasource}"
-ALERTS = frozenset(
-    rule["alert"] for group in rules.rule_groups(rules.RuleOptions()) for rule in group["rules"]
-)
+_RULES = [rule for group in rules.rule_groups(rules.RuleOptions()) for rule in group["rules"]]
+ALERTS = frozenset(rule["alert"] for rule in _RULES if "alert" in rule)
+RECORDED = frozenset(rule["record"] for rule in _RULES if "record" in rule)
 SAMPLE_NAMES = {spec.sample_name: spec for spec in METRICS.values()}
 GRAFANA_UNITS = frozenset(
     value for name, value in vars(units).items() if not name.startswith("_") and type(value) is str
@@ -91,7 +91,7 @@ def unknown_identifiers(expr: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", text)
     text = _GROUPING.sub("", text)
     names = set(re.findall(r"[A-Za-z_:][\w:]*", text))
-    return names - PROMQL_WORDS - set(SAMPLE_NAMES)
+    return names - PROMQL_WORDS - set(SAMPLE_NAMES) - RECORDED
 
 
 # --- The committed files ----------------------------------------------------------------------
@@ -267,9 +267,33 @@ def test_current_node_mappings_name_every_tree_alert(panels: list[dict[str, Any]
 
 
 def test_panel_queries_list_every_target(panels: list[dict[str, Any]]) -> None:
-    listed = dashboards.panel_queries()
-    assert listed == [(panel["title"], expr) for panel in panels for expr in expressions(panel)]
+    listed = dashboards.panel_queries() + dashboards.dora_panel_queries()
+    every = [(panel["title"], expr) for panel in panels for expr in expressions(panel)]
+    assert sorted(listed) == sorted(every)
+    assert len(listed) == len(set(listed))
     assert len({title for title, _expr in listed}) == len(panels)
+
+
+def test_the_dora_row_reads_only_the_dora_recording_rules() -> None:
+    dora = dashboards.dora_panel_queries()
+    assert {title for title, _query in dora} == {
+        "Lead time per hop",
+        "Deployments per day",
+        "Change failure rate",
+        "Time to restore",
+        "Live failing",
+    }
+    for _title, query in dora:
+        recorded = set(re.findall(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b", query))
+        assert recorded and recorded <= RECORDED, query
+        assert _PIPELINE_MATCHER.search(query), query
+
+
+def test_stage_changes_are_annotated_on_the_overview(overview: dict[str, Any]) -> None:
+    (annotation,) = overview["annotations"]["list"]
+    assert annotation["datasource"]["uid"] == DATASOURCE
+    assert "promotion_applied_timestamp_seconds" in annotation["expr"]
+    assert _PIPELINE_MATCHER.search(annotation["expr"])
 
 
 def test_substitute_leaves_no_grafana_variable() -> None:

@@ -19,10 +19,11 @@ from exporter.collector import PromotionCollector
 from exporter.config import Config
 from exporter.model import StageArtifact, build_state
 from exporter.poller import Poller
-from exporter.snapshot import ErrorReason, Snapshot
+from exporter.snapshot import ErrorReason, HistoryEntry, KustomizationData, Snapshot
 from exporter.trees import TREES, Source
 from tests import snapshots
 from tests.snapshots import (
+    DAY,
     IN_INTEGRATION,
     INTEGRATION_APPLIED_AT,
     LIVE_SOURCE_UPDATED_AT,
@@ -354,3 +355,76 @@ def test_registry_down_turns_tree_nodes_unknown_never_failing(
     assert unknown == {key for key in current if Source.REGISTRY in reads[key[1]]}
     assert "failing" not in current.values()
     assert len(current) == sum(len(tree.nodes) for tree in TREES)
+
+
+# --- Delivery timestamps (the DORA rules' inputs) ----------------------------------------------
+
+
+def test_commit_times_come_from_the_commits_read(exposition: str) -> None:
+    name = "promotion_commit_timestamp_seconds"
+    assert value(exposition, name, stage="build") == NEWEST.created - 300
+    assert value(exposition, name, stage="integration") == IN_INTEGRATION.created - 300
+    # Live's commit is older than the commits GitHub listed: unknown, so absent.
+    assert not [s for s in samples(exposition, name) if s.labels["stage"] == "live"]
+
+
+def test_integration_applied_time_of_a_later_stage_comes_from_integration_history(
+    exposition: str,
+) -> None:
+    name = "promotion_integration_applied_timestamp_seconds"
+    # RELEASED is both the newest validated and the highest stable artifact; live's OLDEST is
+    # no longer in integration's history.
+    found = {s.labels["stage"]: s.value for s in samples(exposition, name)}
+    assert found == {"validated": RELEASED.created + 60, "release": RELEASED.created + 60}
+
+
+def test_kustomization_history_is_bounded_by_entry_with_no_revision(exposition: str) -> None:
+    prefix = "promotion_kustomization_history"
+    first = samples(exposition, f"{prefix}_first_reconciled_timestamp_seconds")
+    assert {(s.labels["stage"], s.labels["entry"]): s.value for s in first} == {
+        ("integration", "0"): INTEGRATION_APPLIED_AT,
+        ("integration", "1"): RELEASED.created + 60,
+    }
+    last = samples(exposition, f"{prefix}_last_reconciled_timestamp_seconds")
+    assert {s.labels["entry"]: s.value for s in last} == {
+        "0": NOW - 60,
+        "1": IN_INTEGRATION.created,
+    }
+
+
+def test_no_rollback_and_each_stage_names_its_cluster(exposition: str) -> None:
+    rolled = samples(exposition, "promotion_stage_rolled_back")
+    assert {s.labels["stage"]: s.value for s in rolled} == {"integration": 0, "live": 0}
+    info = samples(exposition, "promotion_stage_cluster_info")
+    assert {s.labels["stage"]: s.labels["cluster"] for s in info} == {
+        "integration": "integration",
+        "live": "live",
+    }
+
+
+def _live_history(*entries: HistoryEntry) -> Snapshot:
+    snapshot = snapshots.rich_snapshot()
+    live = snapshot.clusters["live"]
+    assert live is not None
+    ref = snapshots.KUSTOMIZATION_REF
+    kustomization = live.kustomizations[ref]
+    assert isinstance(kustomization, KustomizationData)
+    kustomizations = {ref: replace(kustomization, history=entries)}
+    clusters = {**snapshot.clusters, "live": replace(live, kustomizations=kustomizations)}
+    return replace(snapshot, clusters=clusters)
+
+
+def test_live_back_on_an_older_build_than_its_history_shows_is_a_rollback(
+    poller: Poller, config: Config
+) -> None:
+    succeeded = "ReconciliationSucceeded"
+    released = RELEASED.flux_revision(RELEASED.stable or "")
+    back = _live_history(
+        HistoryEntry(snapshots.LIVE_REVISION, NOW - 600, NOW - 60, succeeded),
+        HistoryEntry(released, NOW - DAY, NOW - 600, succeeded),
+    )
+    text = render(poller, config, back)
+    assert value(text, "promotion_stage_rolled_back", stage="live") == 1
+    forward = _live_history(HistoryEntry(snapshots.LIVE_REVISION, NOW - 600, NOW - 60, succeeded))
+    text = render(poller, config, forward)
+    assert value(text, "promotion_stage_rolled_back", stage="live") == 0

@@ -78,6 +78,9 @@ UNIT_TEST_FILES = {
     "promotion-symptoms": "symptoms.test.yml",
     "promotion-health": "health.test.yml",
 }
+# The recording groups share their test files: the week's events, and the 30d windows.
+DORA_TEST_FILES = ("dora-7d.test.yml", "dora-30d.test.yml")
+RECORDING_GROUPS = {"promotion-dora-events", "promotion-dora"}
 SEVERITIES = {"critical", "warning", "info"}
 # Series Prometheus itself writes; the exporter does not expose them.
 PROMETHEUS_SERIES = {"up"}
@@ -107,7 +110,11 @@ def _load(path: Path) -> Any:
 
 
 def _alerts(groups: list[dict]) -> list[dict]:
-    return [rule for group in groups for rule in group["rules"]]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def _records(groups: list[dict]) -> list[dict]:
+    return [rule for group in groups for rule in group["rules"] if "record" in rule]
 
 
 def metric_names(expr: str) -> set[str]:
@@ -137,6 +144,11 @@ def runbook_anchors() -> set[str]:
     return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
 
+def _rule_count() -> int:
+    """Every alert and the recording rules the shipped file holds."""
+    return len(ALERTS) + len(_records(_load(PLAIN_RULES)["groups"]))
+
+
 @pytest.fixture(scope="module")
 def groups() -> list[dict]:
     return _load(PLAIN_RULES)["groups"]
@@ -145,7 +157,7 @@ def groups() -> list[dict]:
 def test_promtool_checks_the_plain_rule_file() -> None:
     result = _run(binary("promtool"), "check", "rules", str(PLAIN_RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+    assert f"SUCCESS: {_rule_count()} rules found" in result.stdout
 
 
 def test_promtool_checks_the_prometheus_rule_spec(tmp_path: Path) -> None:
@@ -156,14 +168,14 @@ def test_promtool_checks_the_prometheus_rule_spec(tmp_path: Path) -> None:
     spec.write_text(yaml.safe_dump(document["spec"]))
     result = _run(binary("promtool"), "check", "rules", str(spec))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+    assert f"SUCCESS: {_rule_count()} rules found" in result.stdout
 
 
 def test_both_formats_hold_identical_groups(groups: list[dict]) -> None:
     assert _load(PROMETHEUS_RULE)["spec"]["groups"] == groups
 
 
-@pytest.mark.parametrize("test_file", sorted(UNIT_TEST_FILES.values()))
+@pytest.mark.parametrize("test_file", sorted({*UNIT_TEST_FILES.values(), *DORA_TEST_FILES}))
 def test_promtool_unit_tests_pass(test_file: str) -> None:
     result = _run(binary("promtool"), "test", "rules", str(UNIT_TEST_DIR / test_file))
     if result.returncode != 0:
@@ -174,10 +186,10 @@ def test_every_alert_has_unit_tests_on_both_sides(groups: list[dict]) -> None:
     """Each group has its file, every case is named, and every alert is asserted both silent
     and firing."""
     assert sorted(path.name for path in UNIT_TEST_DIR.glob("*.test.yml")) == sorted(
-        UNIT_TEST_FILES.values()
+        {*UNIT_TEST_FILES.values(), *DORA_TEST_FILES}
     )
-    assert {group["name"] for group in groups} == set(UNIT_TEST_FILES)
-    for group in groups:
+    assert {group["name"] for group in groups} == set(UNIT_TEST_FILES) | RECORDING_GROUPS
+    for group in (g for g in groups if g["name"] in UNIT_TEST_FILES):
         cases = _load(UNIT_TEST_DIR / UNIT_TEST_FILES[group["name"]])["tests"]
         assert all(case.get("name") for case in cases), f"unnamed case in {group['name']}"
         checks = [check for case in cases for check in case["alert_rule_test"]]
@@ -187,6 +199,25 @@ def test_every_alert_has_unit_tests_on_both_sides(groups: list[dict]) -> None:
             assert any(not check.get("exp_alerts") for check in mine), (
                 f"{rule['alert']} is never asserted silent"
             )
+
+
+def test_every_recording_rule_is_asserted_at_two_times_at_least(groups: list[dict]) -> None:
+    """Each recorded series has hand-computed expectations in the DORA unit tests, at two
+    evaluation times or more: inside a window and outside it, or at and after an event."""
+    cases = [case for name in DORA_TEST_FILES for case in _load(UNIT_TEST_DIR / name)["tests"]]
+    assert all(case.get("name") for case in cases)
+    checks = [check for case in cases for check in case["promql_expr_test"]]
+    for name in {rule["record"] for rule in _records(groups)}:
+        mine = [check for check in checks if check["expr"] == name]
+        assert any(check["exp_samples"] for check in mine), f"{name} is never asserted"
+        assert len({check["eval_time"] for check in mine}) >= 2, f"{name}: one time only"
+
+
+def test_recording_rule_names_follow_level_metric_operations(groups: list[dict]) -> None:
+    for rule in _records(groups):
+        level, metric, operations = rule["record"].split(":")
+        assert metric.startswith("promotion_"), rule["record"]
+        assert level and operations, rule["record"]
 
 
 def test_alert_names_are_the_contract(groups: list[dict]) -> None:
@@ -248,6 +279,9 @@ def test_metric_names_are_extracted_from_promql(expr: str, names: set[str]) -> N
 def test_every_metric_an_alert_reads_is_documented(groups: list[dict]) -> None:
     documented = documented_metrics()
     used: set[str] = set()
+    recorded = {rule["record"] for rule in _records(groups)}
+    for rule in _records(groups):
+        used |= metric_names(rule["expr"]) - recorded
     for rule in _alerts(groups):
         used |= metric_names(rule["expr"])
         # The descriptions look versions up with `query`; those queries read metrics too.
@@ -289,6 +323,19 @@ def test_generate_rules_applies_thresholds_and_for_override(tmp_path: Path) -> N
                 assert 'status!="ok"} == 1)' in rule["expr"]
                 expected["expr"] = rule["expr"]
             assert rule == expected, rule["alert"]
+
+
+def test_generate_rules_applies_the_dora_failure_window(tmp_path: Path) -> None:
+    assert _generate(tmp_path, "--dora-failure-window", "30m") == 0
+    groups = _load(tmp_path / PLAIN_RULES_FILE)["groups"]
+    verdict = next(
+        rule["expr"]
+        for rule in _records(groups)
+        if rule["record"] == "pipeline:promotion_live_change_failed:bool"
+    )
+    # The deployment 30m back, live's state just before it, and the 30m that followed it.
+    assert "offset 30m" in verdict and "offset 35m" in verdict and "[30m]" in verdict
+    assert "1h" not in verdict
 
 
 def _tree_exprs(groups: list[dict]) -> dict[str, str]:
@@ -347,6 +394,8 @@ def test_generate_rules_applies_the_suppression_window(tmp_path: Path) -> None:
             "(PromotionLivePinned has 3m)",
         ),
         (("--for-override", "1m"), "(PromotionBuildFailing has 1m)"),
+        (("--dora-failure-window", "1m"), "--dora-failure-window must be at least 5m"),
+        (("--dora-failure-window", "an hour"), "'an hour' is not a duration"),
     ],
 )
 def test_generate_rules_rejects_bad_input(
@@ -389,17 +438,20 @@ def prometheus(tmp_path: Path) -> Iterator[str]:
 def _loaded_rules(url: str) -> list[dict]:
     response = httpx.get(f"{url}/api/v1/rules", timeout=2.0)
     response.raise_for_status()
-    return _alerts(response.json()["data"]["groups"])
+    return [rule for group in response.json()["data"]["groups"] for rule in group["rules"]]
 
 
 @pytest.mark.e2e
-def test_prometheus_loads_and_evaluates_every_rule(prometheus: str) -> None:
+def test_prometheus_loads_and_evaluates_every_rule(prometheus: str, groups: list[dict]) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
-    rules = _loaded_rules(prometheus)
+    alerting = [rule for rule in _loaded_rules(prometheus) if rule["type"] == "alerting"]
     # Health turns from "unknown" to "ok" after the first evaluation without error.
-    while len(rules) != len(ALERTS) or any(rule["health"] != "ok" for rule in rules):
-        assert time.monotonic() < deadline, f"rules after {STARTUP_SECONDS}s: {rules}"
+    while len(alerting) != len(ALERTS) or any(r["health"] != "ok" for r in alerting):
+        assert time.monotonic() < deadline, f"rules after {STARTUP_SECONDS}s: {alerting}"
         time.sleep(0.1)
-        rules = _loaded_rules(prometheus)
-    assert {rule["name"] for rule in rules} == ALERTS
-    assert all(rule["type"] == "alerting" for rule in rules)
+        alerting = [rule for rule in _loaded_rules(prometheus) if rule["type"] == "alerting"]
+    assert {rule["name"] for rule in alerting} == ALERTS
+    # The 5m events group may not have run yet; test_dora_e2e checks what they record.
+    recording = [rule for rule in _loaded_rules(prometheus) if rule["type"] == "recording"]
+    assert len(recording) == len(_records(groups))
+    assert all(rule["health"] in ("ok", "unknown") for rule in recording), recording

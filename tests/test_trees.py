@@ -17,7 +17,7 @@ NODES = [(tree, index, node) for tree in TREES for index, node in enumerate(tree
 
 def _rules() -> dict[str, dict]:
     groups = yaml.safe_load(render_files(RuleOptions())[PLAIN_RULES_FILE])["groups"]
-    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
+    return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
 
 
 def test_the_model_computes_a_fact_for_every_node_and_no_other() -> None:
