@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from exporter import __version__, demo, diagnose, docs, generate, rules, server
+from exporter import __version__, demo, diagnose, docs, generate, redact, rules, server
 from exporter.config import Config, ConfigError, load_config
 
 DEFAULT_LISTEN = ":9883"
@@ -294,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper().replace("WARN", "WARNING"),
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
     )
+    redact.install()
     # Per-request lines from the HTTP libraries would drown the exporter's own log.
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

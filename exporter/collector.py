@@ -284,6 +284,19 @@ METRICS = {
             "name",
         ),
         _spec(
+            "promotion_source_last_attempt_timestamp_seconds",
+            "gauge",
+            "When the last poll of the source that ran to completion, up or down, started. "
+            "It stops advancing while a poll hangs past its deadline (PromotionExporterStale).",
+            "kind",
+            "name",
+        ),
+        _spec(
+            "promotion_poll_interval_seconds",
+            "gauge",
+            "The configured poll interval, for judging how stale a source is.",
+        ),
+        _spec(
             "promotion_source_poll_duration_seconds",
             "gauge",
             "How long the last poll of the source took.",
@@ -357,6 +370,8 @@ def _export_errors(out: _Families, state: State) -> None:
 
 def _export_state(out: _Families, state: State) -> None:
     out.add("promotion_last_poll_timestamp_seconds", (), state.taken_at)
+    if state.interval is not None:
+        out.add("promotion_poll_interval_seconds", (), state.interval)
     _export_sources(out, state)
     for pipeline in state.pipelines:
         _export_pipeline(out, pipeline)
@@ -395,6 +410,8 @@ def _export_sources(out: _Families, state: State) -> None:
         out.add("promotion_source_poll_duration_seconds", labels, status.duration_seconds)
         if status.last_success is not None:
             out.add("promotion_source_last_success_timestamp_seconds", labels, status.last_success)
+        if status.last_attempt is not None:
+            out.add("promotion_source_last_attempt_timestamp_seconds", labels, status.last_attempt)
 
 
 def _export_pipeline(out: _Families, pipeline: PipelineState) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from exporter import seed
+from exporter import redact, seed
 from exporter.snapshot import ObjectRef
 from exporter.versions import Constraint, ConstraintError
 
@@ -28,6 +28,20 @@ _OCI_URL = re.compile(r"^oci://([^/\s@]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # What a pipeline's own `github` may change; url, token and branch are the connection's.
 _PIPELINE_GITHUB_KEYS = ("repository", "watch_path", "build_workflow", "promote_workflow")
+# A config is a few kilobytes; these bound what a hostile or broken file can cost to load.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_NESTING = 64
+MAX_NODES = 100_000  # YAML nodes after aliases are expanded: a "billion laughs" stops here
+# (lowest, highest) for each duration key, in seconds, and for grace_polls.
+_DURATION_RANGES = {"interval": (1.0, 3600.0), "timeout": (1.0, 300.0)}
+_GRACE_RANGE = (1, 100)
+_SHOWN = 40  # characters of a bad value quoted in a message
+
+
+def _shown(value: object) -> str:
+    """A bad value for a message, cut short: the value may be huge (or an alias bomb)."""
+    text = repr(value) if isinstance(value, str) else type(value).__name__
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 4] + "...'"
 
 
 def _join(path: str, key: object) -> str:
@@ -46,9 +60,16 @@ def parse_duration(text: str) -> float:
     """A Prometheus duration ('30s', '1h30m', '500ms') in seconds; ValueError if malformed."""
     match = _DURATION.match(text) if isinstance(text, str) and text else None
     if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
+        raise ValueError(f"{_shown(text)} is not a duration like 30s, 5m or 1h30m")
     amounts = match.groups()[1::2]
     return sum(int(n) * unit for n, unit in zip(amounts, _DURATION_UNITS, strict=True) if n)
+
+
+def _seconds(value: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}s"
 
 
 @dataclass(frozen=True)
@@ -59,11 +80,14 @@ class SecretRef:
     file: Path | None = None
 
     def read(self) -> str | None:
+        """The secret, registered for redaction before anyone else sees it."""
+        value = None
         if self.env:
-            return os.environ.get(self.env) or None
-        if self.file:
-            return self.file.read_text().strip() or None
-        return None
+            value = os.environ.get(self.env) or None
+        elif self.file:
+            value = self.file.read_text().strip() or None
+        redact.register(value)
+        return value
 
     def describe(self) -> str:
         return f"env {self.env}" if self.env else f"file {self.file}"
@@ -142,13 +166,96 @@ class Config:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raises ConfigError listing every problem."""
+    return parse_config(_load_yaml(path, _read_text(path)))
+
+
+def _read_text(path: str | Path) -> str:
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {error.start})"]) from None
+
+
+def _load_yaml(path: str | Path, text: str) -> Any:
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as error:
         raise ConfigError([f"{path}: not valid YAML: {_yaml_position(error)}"]) from None
-    return parse_config(raw)
+    finally:
+        loader.dispose()
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses what no config needs: duplicate keys, deep nesting, and
+    aliases that expand to more than MAX_NODES nodes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_NESTING} levels",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None and _expanded_size(node, {}) > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases expand to more than {MAX_NODES} nodes, or refer to themselves",
+                node.start_mark,
+            )
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # a merged mapping's keys may be overridden: that is its point
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {_shown(key)}", key_node.start_mark
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """Nodes in the document with every alias expanded; a shared node is counted once per
+    use but computed once, so a bomb costs its size in the count, not in time."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_NODES + 1  # while counting: a node inside itself is over the limit
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = min(size, MAX_NODES + 1)
+    return sizes[id(node)]
 
 
 def _yaml_position(error: yaml.YAMLError) -> str:
@@ -209,8 +316,9 @@ class _Checker:
 
     def count(self, raw: dict[str, Any], key: str, path: str, default: int) -> int:
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.problem(_join(path, key), "must be a whole number, 0 or more")
+        low, high = _GRACE_RANGE
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(_join(path, key), f"must be a whole number from {low} to {high}")
             return default
         return value
 
@@ -220,8 +328,10 @@ class _Checker:
         except ValueError as error:
             self.problem(_join(path, key), str(error))
             return parse_duration(default)
-        if seconds <= 0:
-            self.problem(_join(path, key), "must be longer than zero")
+        low, high = _DURATION_RANGES[key]
+        if not low <= seconds <= high:
+            self.problem(_join(path, key), f"must be from {_seconds(low)} to {_seconds(high)}")
+            return parse_duration(default)
         return seconds
 
     def secret(self, raw: Any, path: str, prefix: str) -> SecretRef | None:
@@ -306,7 +416,7 @@ class _Checker:
                 fields[key] = value
         repository = fields.get("repository")
         if repository and not _REPOSITORY.match(repository):
-            self.problem(f"{path}.repository", f"{repository!r} is not OWNER/REPO")
+            self.problem(f"{path}.repository", f"{_shown(repository)} is not OWNER/REPO")
         return fields
 
     def pipeline_github(
@@ -356,7 +466,7 @@ class _Checker:
         pipelines = tuple(self.pipeline(i, item, clusters, github) for i, item in enumerate(raw))
         names = [p.name for p in pipelines]
         for duplicate in sorted({n for n in names if names.count(n) > 1}):
-            self.problem("pipelines", f"pipeline name {duplicate!r} is used more than once")
+            self.problem("pipelines", f"pipeline name {_shown(duplicate)} is used more than once")
         self.shared_objects(pipelines)
         return pipelines
 
@@ -465,8 +575,9 @@ class _Checker:
             else:
                 self.problem(
                     f"{path}[{i}]",
-                    f"{item!r} is not a namespace name (a DNS-1123 label: at most 63 lowercase "
-                    "letters, digits and '-', starting and ending with a letter or digit)",
+                    f"{_shown(item)} is not a namespace name (a DNS-1123 label: at most 63 "
+                    "lowercase letters, digits and '-', starting and ending with a letter or "
+                    "digit)",
                 )
         return tuple(dict.fromkeys(names))
 
@@ -512,7 +623,7 @@ class _Checker:
         )
         cluster = self.string(raw, "cluster", path) or ""
         if cluster and clusters and cluster not in clusters:
-            self.problem(f"{path}.cluster", f"{cluster!r} is not defined under clusters")
+            self.problem(f"{path}.cluster", f"{_shown(cluster)} is not defined under clusters")
         default_semver = seed.STAGE_SEMVER[name]
         return StageConfig(
             name=name,

@@ -61,6 +61,10 @@ def all_of(*facts: Fact) -> Fact:
     return None if any(fact is None for fact in facts) else True
 
 
+# A present object whose status has not the shape we read: unknown, never failing.
+UNREADABLE = "the {kind} could not be read (malformed status): unknown"
+
+
 def describe_missing(kind: str, ref: ObjectRef, missing: Missing) -> str:
     if missing is Missing.CRD_MISSING:
         return f"the {kind} CRD is not installed"
@@ -155,6 +159,8 @@ def applied(view: PipelineView, stage: str) -> Finding:
     if isinstance(kustomization, Missing):
         ref = stage_view.config.kustomization
         return False, describe_missing("Kustomization", ref, kustomization)
+    if kustomization is None:
+        return None, UNREADABLE.format(kind="Kustomization")
     assert isinstance(kustomization, KustomizationData)
     source = stage_view.source
     if isinstance(source, OCIRepositoryData) and is_pin(source):
@@ -263,6 +269,8 @@ def _source(view: PipelineView, stage: str) -> OCIRepositoryData | Finding:
     source = stage_view.source
     if isinstance(source, Missing):
         return False, describe_missing("OCIRepository", stage_view.config.source, source)
+    if source is None:
+        return None, UNREADABLE.format(kind="OCIRepository")
     assert isinstance(source, OCIRepositoryData)
     return source
 
@@ -365,6 +373,8 @@ def _notification_spec(view: PipelineView) -> Finding:
         return False, describe_missing("Alert", alert_ref, alert)
     if isinstance(provider, Missing):
         return False, describe_missing("Provider", provider_ref, provider)
+    if alert is None or provider is None:
+        return None, UNREADABLE.format(kind="Alert" if alert is None else "Provider")
     problem = _alert_problem(alert, alert_ref, provider_ref, view.stages["integration"].config)
     problem = problem or _provider_problem(provider)
     if problem:

@@ -10,7 +10,9 @@ leaves until it resets.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from exporter import __version__
+from exporter.bounds import LIST_LIMIT, MAX_RETRY_AFTER, Deadline, read_limited, retry_after_seconds
 from exporter.config import GitHubConfig
 from exporter.snapshot import (
     Commit,
@@ -40,6 +43,7 @@ RUNS_PER_PAGE = 20  # the promote workflow fires about every 10 minutes: 20 runs
 COMMITS_PER_PAGE = 20  # enough to see past a burst of merges since the last build
 STATUSES_PER_PAGE = 100  # GitHub's maximum; statuses accumulate, one per update per context
 SECONDARY_LIMIT_PAUSE = 60.0  # GitHub: without retry-after or a spent budget, wait a minute
+MAX_REDIRECTS = 5  # a renamed repository redirects once; more is a loop
 _STATIC_HEADERS = {
     "Accept": "application/vnd.github+json",
     "X-GitHub-Api-Version": "2022-11-28",
@@ -57,10 +61,27 @@ class _NotFoundError(SourceError):
     """GitHub answered 404."""
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """A response whose body was read within its size limit and deadline."""
+
+    response: httpx.Response
+    body: bytes
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self.response.headers
+
+
 @dataclass
 class _PollContext:
     now: float
     headers: dict[str, str]
+    deadline: Deadline
     # Each URL's result this poll (a value or the 404): pipelines sharing a URL share its request.
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +108,7 @@ class GitHubClient:
             timeout=timeout,
             headers=_STATIC_HEADERS,
             follow_redirects=True,  # GitHub answers 301 for a renamed repository
+            max_redirects=MAX_REDIRECTS,
         )
         self._cache: dict[str, _Cached] = {}
         self._rate_limit: RateLimit | None = None
@@ -102,17 +124,11 @@ class GitHubClient:
     def close(self) -> None:
         self._http.close()
 
-    def poll(self, now: float) -> dict[str, GitHubData]:
-        """Each pipeline's data, by name; raises SourceError. `now` is this poll's epoch time."""
+    def poll(self, deadline: Deadline) -> dict[str, GitHubData]:
+        """Each pipeline's data, by name; raises SourceError. The deadline's start is `now`."""
         token = self._read_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            return self._fetch(_PollContext(now, headers))
-        except SourceError as error:
-            # GitHub never echoes a token, but a proxy's error page might.
-            if token and token in str(error):
-                raise SourceError(error.reason, str(error).replace(token, "<redacted>")) from None
-            raise
+        return self._fetch(_PollContext(deadline.started_at, headers, deadline))
 
     def _read_token(self) -> str | None:
         if self._config.token is None:
@@ -195,7 +211,14 @@ class GitHubClient:
         parse: Callable[[Any], T],
     ) -> T:
         self._refuse_while_limited(context.now)
-        request = self._http.build_request("GET", path, params=params, headers=context.headers)
+        seconds = context.deadline.for_request(f"GET {path}", self._timeout)
+        request = self._http.build_request(
+            "GET",
+            path,
+            params=params,
+            headers=context.headers,
+            extensions={"timeout": httpx.Timeout(seconds).as_dict()},
+        )
         key = str(request.url)
         if key in context.results:
             result = context.results[key]
@@ -222,32 +245,45 @@ class GitHubClient:
         cached = self._cache.get(key)
         if cached is not None:
             request.headers["If-None-Match"] = cached.etag
-        response = self._send(request, path)
-        self._note_rate_limit(response, context.now)
-        if response.status_code == 304 and cached is not None:
+        reply = self._send(request, path)
+        self._note_rate_limit(reply.headers, context.now)
+        if reply.status_code == 304 and cached is not None:
             return cast(T, cached.value)
-        if response.status_code != 200:
-            raise self._error(response, path, context.now)
-        value = _parse_body(response, path, parse)
-        etag = response.headers.get("etag")
+        if reply.status_code != 200:
+            raise self._error(reply, path, context.now)
+        value = _parse_body(reply.body, path, parse)
+        etag = reply.headers.get("etag")
         if etag:
             self._cache[key] = _Cached(etag, value)
         return value
 
-    def _send(self, request: httpx.Request, path: str) -> httpx.Response:
+    def _send(self, request: httpx.Request, path: str) -> _Reply:
+        """One request, connect to last byte within its share of the poll's deadline."""
         self.requests_made += 1
+        seconds = httpx.Timeout(**request.extensions["timeout"]).read or self._timeout
         try:
-            response = self._http.send(request)
+            response = self._http.send(request, stream=True)
+            try:
+                expires = time.monotonic() + seconds
+                body = read_limited(response.iter_bytes(), LIST_LIMIT, expires, f"GET {path}")
+            finally:
+                response.close()
         except httpx.TimeoutException:
-            message = f"GitHub did not answer GET {path} within {self._timeout:g}s"
+            message = f"GitHub did not answer GET {path} within {seconds:g}s"
             raise SourceError(ErrorReason.TIMEOUT, message) from None
+        except httpx.TooManyRedirects:
+            message = f"GET {path}: more than {MAX_REDIRECTS} redirects (a redirect loop?)"
+            raise SourceError(ErrorReason.BAD_RESPONSE, message) from None
         except httpx.TransportError as error:
             message = f"cannot reach GitHub at {self._config.url}: {error}"
             raise SourceError(ErrorReason.UNREACHABLE, message) from None
+        except httpx.HTTPError as error:  # e.g. an undecodable gzip body
+            message = f"GET {path}: {type(error).__name__}"
+            raise SourceError(ErrorReason.BAD_RESPONSE, message) from None
         # GitHub only waives the charge for a 304 to an authorized request.
         if response.status_code != 304 or "Authorization" not in request.headers:
             self.requests_charged += 1
-        return response
+        return _Reply(response, body)
 
     def _refuse_while_limited(self, now: float) -> None:
         if now < self._blocked_until:
@@ -257,28 +293,35 @@ class GitHubClient:
             )
             raise SourceError(ErrorReason.RATE_LIMITED, message)
 
-    def _note_rate_limit(self, response: httpx.Response, now: float) -> None:
-        limit = _rate_limit_from(response.headers)
+    def _note_rate_limit(self, headers: httpx.Headers, now: float) -> None:
+        limit = _rate_limit_from(headers)
         if limit is not None:
             self._rate_limit = limit
-        retry_after = _seconds(response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(headers.get("retry-after"), now)
         if retry_after is not None:
-            self._block_until(now + retry_after)
+            self._block_until(now + retry_after, now)
         elif limit is not None and limit.remaining == 0:
-            self._block_until(limit.reset)
+            self._block_until(limit.reset, now)
 
-    def _block_until(self, until: float) -> None:
+    def _block_until(self, until: float, now: float) -> None:
+        if until > now + MAX_RETRY_AFTER:
+            log.warning(
+                "GitHub asks to wait %.0f seconds; waiting the cap, %.0f seconds",
+                until - now,
+                MAX_RETRY_AFTER,
+            )
+            until = now + MAX_RETRY_AFTER
         if until > self._blocked_until:
             log.warning("GitHub rate limit reached: no request before %s", _iso(until))
             self._blocked_until = until
 
-    def _error(self, response: httpx.Response, path: str, now: float) -> SourceError:
-        status = response.status_code
-        detail = _github_message(response)
+    def _error(self, reply: _Reply, path: str, now: float) -> SourceError:
+        status = reply.status_code
+        detail = _github_message(reply.body)
         where = f"GET {path}: HTTP {status} {detail}".rstrip()
-        if status in (403, 429) and _is_rate_limited(response, detail):
+        if status in (403, 429) and _is_rate_limited(reply, detail):
             if self._blocked_until <= now:
-                self._block_until(now + SECONDARY_LIMIT_PAUSE)
+                self._block_until(now + SECONDARY_LIMIT_PAUSE, now)
             message = f"{where}; no request before {_iso(self._blocked_until)}"
             return SourceError(ErrorReason.RATE_LIMITED, message)
         if status == 401:
@@ -298,9 +341,9 @@ class GitHubClient:
         return SourceError(ErrorReason.BAD_RESPONSE, f"{where} (unexpected status)")
 
 
-def _parse_body(response: httpx.Response, path: str, parse: Callable[[Any], T]) -> T:
+def _parse_body(body: bytes, path: str, parse: Callable[[Any], T]) -> T:
     try:
-        return parse(response.json())
+        return parse(json.loads(body))
     except ValueError as error:  # json.JSONDecodeError and bad values alike
         message = f"GET {path}: malformed body: {error}"
     except (KeyError, TypeError, AttributeError) as error:
@@ -380,7 +423,7 @@ def _rate_limit_from(headers: httpx.Headers) -> RateLimit | None:
         return None
 
 
-def _is_rate_limited(response: httpx.Response, detail: str) -> bool:
+def _is_rate_limited(response: _Reply, detail: str) -> bool:
     """GitHub's rule: 429, or 403 with retry-after, a spent budget or a rate-limit message."""
     return (
         response.status_code == 429
@@ -390,20 +433,13 @@ def _is_rate_limited(response: httpx.Response, detail: str) -> bool:
     )
 
 
-def _github_message(response: httpx.Response) -> str:
+def _github_message(body: bytes) -> str:
     """The `message` of GitHub's error body, short; empty when the body is not GitHub's."""
     try:
-        message = response.json().get("message", "")
+        message = json.loads(body).get("message", "")
     except (ValueError, AttributeError):
         return ""
     return str(message)[:200]
-
-
-def _seconds(text: str | None) -> float | None:
-    try:
-        return max(float(text), 0.0) if text is not None else None
-    except ValueError:
-        return None
 
 
 def _iso(epoch: float) -> str:

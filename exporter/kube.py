@@ -8,8 +8,10 @@ snapshot values without any I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from kubernetes.config.incluster_config import (
     InClusterConfigLoader,
 )
 
+from exporter import redact
+from exporter.bounds import CHUNK, LIST_LIMIT, MANIFEST_LIMIT, POLL_TIMEOUTS, Deadline, read_limited
 from exporter.config import ClusterConfig
 from exporter.snapshot import (
     AlertData,
@@ -40,6 +44,7 @@ from exporter.snapshot import (
     HelmReleaseStatus,
     HistoryEntry,
     KustomizationData,
+    MalformedError,
     Missing,
     ObjectRef,
     OCIRepositoryData,
@@ -51,6 +56,9 @@ from exporter.snapshot import (
 T = TypeVar("T")
 _MESSAGE_LIMIT = 300
 _LIST_PAGE_SIZE = 500
+_MAX_LIST_PAGES = 1000  # 500,000 HelmReleases: past that, a continue token that never ends
+# Flux's revision of an OCI artifact: "<tag>@sha256:<hex>", or the bare digest for a digest ref.
+_REVISION = re.compile(r"^(?:[^@\s]+@)?sha(?:256|384|512):[0-9a-f]{64,128}$")
 # canary-checker's Uptime.String(): "10/12 (83.3%)", or "0/8 0%" when nothing passed.
 _UPTIME = re.compile(r"^(\d+)/(\d+) (?:\(\d+(?:\.\d+)?%\)|0%)$")
 # canary-checker's CanaryStatusCondition values, as a check result.
@@ -90,19 +98,30 @@ class KubeClient:
     """Polls one cluster. The ApiClient is built on the first poll and kept; a kubeconfig
     that cannot be loaded fails that poll only, so fixing the file heals the next one."""
 
-    def __init__(self, cluster: ClusterConfig, timeout: float) -> None:
+    def __init__(
+        self, cluster: ClusterConfig, timeout: float, wants: ClusterWants | None = None
+    ) -> None:
         self._cluster = cluster
         self._timeout = timeout
+        self._wants = wants or ClusterWants()
         self._api_client: ApiClient | None = None
         self._discovery = _DiscoveryCache()
 
-    def poll(self, wants: ClusterWants) -> ClusterData:
+    def poll(self, deadline: Deadline) -> ClusterData:
+        return self.read(self._wants, deadline)
+
+    def read(self, wants: ClusterWants, deadline: Deadline | None = None) -> ClusterData:
         """Everything `wants` names plus every HelmRelease's readiness; SourceError if
-        the cluster cannot be read. Absent objects and CRDs are `Missing` values, not errors."""
+        the cluster cannot be read. Absent objects and CRDs are `Missing` values, not errors;
+        an object of the wrong shape is None, and named in `malformed`."""
+        deadline = deadline or Deadline.after(POLL_TIMEOUTS * self._timeout, 0.0)
         reader = _PollReader(
-            CustomObjectsApi(self._connect()), self._timeout, self._cluster.name, self._discovery
+            CustomObjectsApi(self._connect()),
+            _Budget(deadline, self._timeout),
+            self._cluster.name,
+            self._discovery,
         )
-        return ClusterData(
+        data = ClusterData(
             oci_repositories=reader.read(
                 _OCI_REPOSITORY, wants.oci_repositories, parse_oci_repository
             ),
@@ -112,6 +131,7 @@ class KubeClient:
             providers=reader.read(_PROVIDER, wants.providers, parse_provider),
             helm_releases=reader.helm_releases(),
         )
+        return dataclasses.replace(data, malformed=tuple(reader.malformed))
 
     def close(self) -> None:
         if self._api_client is not None:
@@ -121,7 +141,32 @@ class KubeClient:
     def _connect(self) -> ApiClient:
         if self._api_client is None:
             self._api_client = _build_api_client(self._cluster)
+        _register_credentials(self._api_client.configuration)
         return self._api_client
+
+
+def _register_credentials(configuration: Configuration) -> None:
+    """Every credential the kubeconfig gave (an exec plugin may refresh them between polls)."""
+    for value in (configuration.api_key or {}).values():
+        if isinstance(value, str):
+            redact.register(value)
+            redact.register(value.removeprefix("Bearer ").strip())
+    if configuration.username and configuration.password:
+        redact.register_basic(configuration.username, configuration.password)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """One poll's deadline and the per-request timeout under it."""
+
+    deadline: Deadline
+    timeout: float
+
+    def request(self, what: str) -> tuple[float, float]:
+        """(connect, read) for urllib3, which bounds each read: the body is read under
+        `read_limited`, which bounds the whole."""
+        seconds = self.deadline.for_request(what, self.timeout)
+        return (seconds, seconds)
 
 
 def _fresh_configuration() -> Configuration:
@@ -190,29 +235,30 @@ class _PollReader:
     object: both are 404s on a GET."""
 
     def __init__(
-        self, api: CustomObjectsApi, timeout: float, cluster: str, discovery: _DiscoveryCache
+        self, api: CustomObjectsApi, budget: _Budget, cluster: str, discovery: _DiscoveryCache
     ) -> None:
         self._api = api
-        self._timeout = timeout
+        self._budget = budget
         self._cluster = cluster
         self._discovery = discovery
+        self.malformed: list[str] = []
 
     def read(
         self,
         kind: _Kind,
         refs: Iterable[ObjectRef],
         parse: Callable[[Mapping[str, Any]], T],
-    ) -> dict[ObjectRef, T | Missing]:
+    ) -> dict[ObjectRef, T | Missing | None]:
         refs = sorted(refs, key=lambda ref: (ref.namespace, ref.name))
         if not refs:
             return {}
         version = self._served_version(kind)
         if version is None:
             return dict.fromkeys(refs, Missing.CRD_MISSING)
-        found: dict[ObjectRef, T | Missing] = {}
+        found: dict[ObjectRef, T | Missing | None] = {}
         for ref in refs:
             raw = self._get(kind, version, ref)
-            found[ref] = raw if isinstance(raw, Missing) else self._parse(parse, raw, ref)
+            found[ref] = raw if isinstance(raw, Missing) else self._parse(kind, parse, raw, ref)
         return found
 
     def helm_releases(self) -> tuple[HelmReleaseStatus, ...] | Missing:
@@ -222,6 +268,7 @@ class _PollReader:
         # Each page is parsed as it arrives, so at most one page of raw objects is held.
         releases: list[HelmReleaseStatus] = []
         page_token: str | None = None
+        seen: set[str] = set()
         while True:
             page = self._list(_HELM_RELEASE, version, page_token)
             if isinstance(page, Missing):
@@ -230,6 +277,10 @@ class _PollReader:
             page_token = _text(_mapping(page, "metadata").get("continue"))
             if not page_token:
                 return tuple(sorted(releases, key=lambda r: (r.namespace, r.name)))
+            if page_token in seen or len(seen) >= _MAX_LIST_PAGES:
+                message = f"cluster {self._cluster}: the HelmRelease list's pages do not end"
+                raise SourceError(ErrorReason.BAD_RESPONSE, message)
+            seen.add(page_token)
 
     def _served_version(self, kind: _Kind) -> str | None:
         for version in kind.versions:
@@ -241,9 +292,12 @@ class _PollReader:
         return None
 
     def _discover(self, group: str, version: str) -> frozenset[str]:
+        what = f"discovery of {group}/{version}"
         try:
-            with self._translated(f"discovery of {group}/{version}"):
-                found = self._api.get_api_resources(group, version, _request_timeout=self._timeout)
+            with self._translated(what):
+                found = self._api.get_api_resources(
+                    group, version, _request_timeout=self._budget.request(what)
+                )
         except ApiException:  # only a 404 gets past _translated: the group/version is not served
             return frozenset()
         return frozenset(resource.name for resource in found.resources or ())
@@ -252,14 +306,17 @@ class _PollReader:
         what = f"get {kind.plural}.{kind.group}/{version} {ref.namespace}/{ref.name}"
         try:
             with self._translated(what):
-                return self._api.get_namespaced_custom_object(
+                timeouts = self._budget.request(what)
+                response = self._api.get_namespaced_custom_object(
                     kind.group,
                     version,
                     ref.namespace,
                     kind.plural,
                     ref.name,
-                    _request_timeout=self._timeout,
+                    _request_timeout=timeouts,
+                    _preload_content=False,
                 )
+                return self._json(response, MANIFEST_LIMIT, timeouts[1], what)
         except ApiException as error:  # a 404
             missing = missing_from_not_found(error.body)
             if missing is Missing.CRD_MISSING:
@@ -270,14 +327,17 @@ class _PollReader:
         what = f"list {kind.plural}.{kind.group}/{version} in all namespaces"
         try:
             with self._translated(what):
-                page = self._api.list_cluster_custom_object(
+                timeouts = self._budget.request(what)
+                response = self._api.list_cluster_custom_object(
                     kind.group,
                     version,
                     kind.plural,
                     limit=_LIST_PAGE_SIZE,
                     _continue=page_token,
-                    _request_timeout=self._timeout,
+                    _request_timeout=timeouts,
+                    _preload_content=False,
                 )
+                page = self._json(response, LIST_LIMIT, timeouts[1], what)
         except ApiException:  # a 404: the CRD went away since discovery
             return Missing.CRD_MISSING
         if not isinstance(page, Mapping):
@@ -287,13 +347,29 @@ class _PollReader:
             )
         return page
 
-    def _parse(self, parse: Callable[[Mapping[str, Any]], T], raw: Any, ref: ObjectRef) -> T:
-        if not isinstance(raw, Mapping):
-            raise SourceError(
-                ErrorReason.BAD_RESPONSE,
-                f"cluster {self._cluster}: {ref.namespace}/{ref.name}: the body is not an object",
+    def _json(self, response: Any, limit: int, seconds: float, what: str) -> Any:
+        """The body of an unpreloaded urllib3 response, within `limit` bytes and `seconds`."""
+        prefix = f"cluster {self._cluster}: {what}"
+        try:
+            body = read_limited(_chunks(response), limit, time.monotonic() + seconds, prefix)
+        finally:
+            response.release_conn()
+        return json.loads(body)
+
+    def _parse(
+        self, kind: _Kind, parse: Callable[[Mapping[str, Any]], T], raw: Any, ref: ObjectRef
+    ) -> T | None:
+        """The parsed object, or None (and a note in `malformed`) when it has the wrong shape:
+        that object's facts are unknown, and the cluster's other objects still count."""
+        try:
+            if not isinstance(raw, Mapping):
+                raise MalformedError("the body is not an object")
+            return parse(raw)
+        except MalformedError as error:
+            self.malformed.append(
+                f"cluster {self._cluster}: {kind.plural} {ref.namespace}/{ref.name}: {error}"
             )
-        return parse(raw)
+            return None
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:
@@ -310,6 +386,13 @@ class _PollReader:
         except ValueError as error:  # undecodable JSON, or a discovery list that fails its schema
             message = f"{prefix}: malformed response ({type(error).__name__})"
             raise SourceError(ErrorReason.BAD_RESPONSE, message) from None
+
+
+def _chunks(response: Any) -> Iterator[bytes]:
+    """What has arrived, a chunk at a time: read1 returns as soon as any bytes are there, so
+    a server dripping a byte at a time meets the deadline check between chunks."""
+    while chunk := response.read1(CHUNK):
+        yield chunk
 
 
 # --- error mapping (pure) -----------------------------------------------------------------
@@ -408,6 +491,27 @@ def parse_condition(raw: Any) -> Condition | None:
     )
 
 
+def _status(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The status a controller wrote; MalformedError when there is none yet or it is no
+    object, since then nothing can be said about the object's state."""
+    status = raw.get("status")
+    if not isinstance(status, Mapping):
+        raise MalformedError("has no status" if status is None else "status is not an object")
+    conditions = status.get("conditions")
+    if conditions is not None and not isinstance(conditions, list):
+        raise MalformedError("status.conditions is not a list")
+    return status
+
+
+def _revision(status: Mapping[str, Any], key: str) -> str | None:
+    value = status.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _REVISION.match(value):
+        raise MalformedError(f"status {key} is not <tag>@sha256:<hex>")
+    return value
+
+
 def ready_condition(status: Mapping[str, Any]) -> Condition | None:
     for raw in _list_field(status, "conditions"):
         parsed = parse_condition(raw)
@@ -417,7 +521,7 @@ def ready_condition(status: Mapping[str, Any]) -> Condition | None:
 
 
 def parse_oci_repository(raw: Mapping[str, Any]) -> OCIRepositoryData:
-    spec, status = _mapping(raw, "spec"), _mapping(raw, "status")
+    spec, status = _mapping(raw, "spec"), _status(raw)
     ref = _mapping(spec, "ref")
     artifact = _mapping(status, "artifact")
     return OCIRepositoryData(
@@ -429,7 +533,7 @@ def parse_oci_repository(raw: Mapping[str, Any]) -> OCIRepositoryData:
         ref_digest=_text(ref.get("digest")),
         suspended=_suspended(raw),
         ready=ready_condition(status),
-        artifact_revision=_text(artifact.get("revision")),
+        artifact_revision=_revision(artifact, "revision"),
         artifact_last_update=parse_timestamp(_text(artifact.get("lastUpdateTime"))),
     )
 
@@ -450,12 +554,12 @@ def parse_history_entry(raw: Any) -> HistoryEntry | None:
 
 
 def parse_kustomization(raw: Mapping[str, Any]) -> KustomizationData:
-    status = _mapping(raw, "status")
+    status = _status(raw)
     history = (parse_history_entry(entry) for entry in _list_field(status, "history"))
     return KustomizationData(
         suspended=_suspended(raw),
         ready=ready_condition(status),
-        last_applied_revision=_text(status.get("lastAppliedRevision")),
+        last_applied_revision=_revision(status, "lastAppliedRevision"),
         history=tuple(entry for entry in history if entry is not None),
     )
 

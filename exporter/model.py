@@ -178,6 +178,7 @@ class State:
     # (kind, name, reason). The model leaves them empty; the poller fills them in.
     polls: int = 0
     source_errors: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    interval: float | None = None  # the configured poll interval
 
 
 def build_state(config: Config, snapshot: Snapshot) -> State:
@@ -194,6 +195,7 @@ def build_state(config: Config, snapshot: Snapshot) -> State:
         rate_limit=snapshot.github_rate_limit,
         sources=snapshot.sources,
         canaries=_canaries(wants, snapshot),
+        interval=config.interval,
     )
 
 
@@ -339,7 +341,8 @@ def _rank(view: PipelineView, stage: str, artifact: ArtifactView | None) -> Vers
 
 def _stage_known(view: PipelineView, stage: str) -> bool:
     """A deployed stage's lag is known when its cluster answered and we know what it runs."""
-    if stage not in view.stages or view.stages[stage].cluster is None:
+    # No Kustomization when the cluster is down, or when it could not be read.
+    if stage not in view.stages or view.stages[stage].kustomization is None:
         return False
     return view.stages[stage].applied_revision is None or view.deployed(stage) is not None
 

@@ -14,12 +14,23 @@ import ipaddress
 import json
 import logging
 import re
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from exporter import redact
+from exporter.bounds import (
+    LIST_LIMIT,
+    MANIFEST_LIMIT,
+    MAX_RETRY_AFTER,
+    POLL_TIMEOUTS,
+    Deadline,
+    read_limited,
+    retry_after_seconds,
+)
 from exporter.config import PipelineConfig
 from exporter.snapshot import Artifact, ErrorReason, RegistryData, SourceError, parse_timestamp
 from exporter.tags import classify
@@ -104,7 +115,8 @@ class ChallengeAuth(httpx.Auth):
     """
 
     requires_request_body = True
-    requires_response_body = True
+    # The bodies are read by the client, within its limits; only the token's is read here.
+    requires_response_body = False
 
     def __init__(self, registry_url: str | httpx.URL, credentials: tuple[str, str] | None) -> None:
         self._registry = httpx.URL(str(registry_url))
@@ -113,6 +125,8 @@ class ChallengeAuth(httpx.Auth):
 
     def use_credentials(self, credentials: tuple[str, str] | None) -> None:
         """Switch credentials (e.g. a rotated token file); a token got with the old ones goes."""
+        if credentials is not None:
+            redact.register_basic(*credentials)
         if credentials != self._credentials:
             self._credentials = credentials
             self._authorization = None
@@ -138,7 +152,9 @@ class ChallengeAuth(httpx.Auth):
             token_response = yield self._token_request(challenge)
             if token_response.status_code != 200:
                 return
-            self._authorization = f"Bearer {_read_token(token_response)}"
+            token = _read_token(token_response)
+            redact.register(token)
+            self._authorization = f"Bearer {token}"
         else:
             return
         request.headers["Authorization"] = self._authorization
@@ -190,18 +206,32 @@ def basic_authorization(username: str, password: str) -> str:
 
 
 def _read_token(response: httpx.Response) -> str:
-    body = _json_body(response, "token response")
+    # httpx reads every response of an auth flow itself, so this body has no size limit of
+    # ours; the poll's deadline still bounds it.
+    body = _json_body(response.read(), "token response")
     token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise SourceError(ErrorReason.BAD_RESPONSE, "token response has no token")
     return token
 
 
-def _json_body(response: httpx.Response, what: str) -> Any:
+def _json_body(body: bytes, what: str) -> Any:
     try:
-        return response.json()
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SourceError(ErrorReason.BAD_RESPONSE, f"{what} is not JSON") from None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A response whose body was read within its size limit and deadline."""
+
+    response: httpx.Response
+    body: bytes
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
 
 
 @dataclass(frozen=True)
@@ -225,9 +255,15 @@ class RegistryClient:
             follow_redirects=False,
             event_hooks={"request": [self._count_request]},
         )
+        self._timeout = timeout
+        self._deadline = Deadline.after(timeout, 0.0)
         self._requests_made = 0
         self._digest_by_tag: dict[str, str] = {}
         self._annotations_by_digest: dict[str, _Annotations] = {}
+        # Tags whose manifest answered 404, for as long as the tag list stays the same.
+        self._absent: set[str] = set()
+        self._listed: int | None = None  # hash of the tag list the absences were seen in
+        self._blocked_until = 0.0  # monotonic: a 429's Retry-After
 
     @property
     def requests_made(self) -> int:
@@ -240,13 +276,18 @@ class RegistryClient:
     def close(self) -> None:
         self._http.close()
 
-    def poll(self) -> RegistryData:
+    def poll(self, deadline: Deadline | None = None) -> RegistryData:
+        """The repository's artifacts; without a deadline, the poll gets the timeout thrice."""
+        self._deadline = deadline or Deadline.after(POLL_TIMEOUTS * self._timeout, 0.0)
         self._auth.use_credentials(self._credentials())
         tags = self._list_tags()
         recognised = [tag for tag in tags if classify(tag) is not None]
         self._forget_tags_not_in(recognised)
+        listed = hash(tuple(tags))
+        if listed != self._listed:
+            self._absent, self._listed = set(), listed
         for tag in recognised:
-            if tag not in self._digest_by_tag:
+            if tag not in self._digest_by_tag and tag not in self._absent:
                 self._resolve(tag)
         tags_by_digest: dict[str, list[str]] = {}
         for tag, digest in self._digest_by_tag.items():
@@ -302,16 +343,18 @@ class RegistryClient:
     def _list_tags(self) -> list[str]:
         tags: list[str] = []
         for page in self._tag_pages():
-            body = _json_body(page, "tag list")
-            page_tags = body.get("tags") if isinstance(body, dict) else None
-            if page_tags is None and isinstance(body, dict):
-                page_tags = []
+            body = _json_body(page.body, "tag list")
+            # distribution writes "tags": null for a repository whose tags were all deleted;
+            # a body without the key is no tag list at all, and must not read as "no tags".
+            if not isinstance(body, dict) or "tags" not in body:
+                raise SourceError(ErrorReason.BAD_RESPONSE, "tag list has no tags field")
+            page_tags = body["tags"] if body["tags"] is not None else []
             if not isinstance(page_tags, list) or not all(isinstance(t, str) for t in page_tags):
                 raise SourceError(ErrorReason.BAD_RESPONSE, "tag list has no list of tags")
             tags.extend(page_tags)
         return list(dict.fromkeys(tags))
 
-    def _tag_pages(self) -> Iterator[httpx.Response]:
+    def _tag_pages(self) -> Iterator[_Reply]:
         first_page = self._base.join(f"/v2/{self._pipeline.repository_path}/tags/list")
         url: httpx.URL | None = first_page
         visited: set[httpx.URL] = set()
@@ -319,14 +362,14 @@ class RegistryClient:
             if url in visited or len(visited) >= _MAX_TAG_PAGES:
                 raise SourceError(ErrorReason.BAD_RESPONSE, "tag list pagination does not end")
             visited.add(url)
-            response = self._send("GET", url)
+            reply = self._send("GET", url, LIST_LIMIT)
             # GHCR answers 404 NAME_UNKNOWN for a package never pushed: no artifacts yet. The URL
             # check keeps a 404 from a token realm from passing for that.
-            if response.status_code == 404 and response.url == first_page:
+            if reply.status_code == 404 and reply.response.url == first_page:
                 return
-            self._check(response, "tag list")
-            yield response
-            url = self._next_page(response)
+            self._check(reply, "tag list")
+            yield reply
+            url = self._next_page(reply.response)
 
     def _next_page(self, response: httpx.Response) -> httpx.URL | None:
         link = response.links.get("next")
@@ -346,11 +389,14 @@ class RegistryClient:
 
     def _resolve(self, tag: str) -> None:
         url = self._base.join(f"/v2/{self._pipeline.repository_path}/manifests/{tag}")
-        response = self._send("HEAD", url, headers={"Accept": MANIFEST_ACCEPT})
-        if response.status_code == 404:
-            return  # deleted since it was listed; the next poll will not list it
-        self._check(response, f"manifest of tag {tag}")
-        digest = response.headers.get("docker-content-digest", "")
+        reply = self._send("HEAD", url, MANIFEST_LIMIT, headers={"Accept": MANIFEST_ACCEPT})
+        if reply.status_code == 404:
+            # Deleted since it was listed, or listed but never resolvable (a broken mirror):
+            # not asked again until the tag list changes.
+            self._absent.add(tag)
+            return
+        self._check(reply, f"manifest of tag {tag}")
+        digest = reply.response.headers.get("docker-content-digest", "")
         if not _DIGEST.match(digest):
             raise SourceError(
                 ErrorReason.BAD_RESPONSE,
@@ -360,14 +406,14 @@ class RegistryClient:
 
     def _fetch_annotations(self, digest: str) -> _Annotations:
         url = self._base.join(f"/v2/{self._pipeline.repository_path}/manifests/{digest}")
-        response = self._send("GET", url, headers={"Accept": MANIFEST_ACCEPT})
-        self._check(response, f"manifest {digest}")
+        reply = self._send("GET", url, MANIFEST_LIMIT, headers={"Accept": MANIFEST_ACCEPT})
+        self._check(reply, f"manifest {digest}")
         algorithm, _, expected = digest.partition(":")
-        if hashlib.new(algorithm, response.content).hexdigest() != expected:
+        if hashlib.new(algorithm, reply.body).hexdigest() != expected:
             raise SourceError(
                 ErrorReason.BAD_RESPONSE, f"manifest {digest} does not match its digest"
             )
-        manifest = _json_body(response, f"manifest {digest}")
+        manifest = _json_body(reply.body, f"manifest {digest}")
         annotations = manifest.get("annotations") if isinstance(manifest, dict) else None
         if not isinstance(annotations, dict):
             annotations = {}
@@ -380,40 +426,72 @@ class RegistryClient:
         )
 
     def _send(
-        self, method: str, url: httpx.URL, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        where = f"{self._base.host}{url.path}"
+        self, method: str, url: httpx.URL, limit: int, headers: dict[str, str] | None = None
+    ) -> _Reply:
+        """One request, connect to last byte within the time left on the poll's deadline."""
+        where = f"{method} {self._base.host}{url.path}"
+        if time.monotonic() < self._blocked_until:
+            wait = self._blocked_until - time.monotonic()
+            raise SourceError(ErrorReason.RATE_LIMITED, f"{where}: Retry-After: {wait:.0f}s left")
+        seconds = self._deadline.for_request(where, self._timeout)
+        request = self._http.build_request(
+            method, url, headers=headers, extensions={"timeout": httpx.Timeout(seconds).as_dict()}
+        )
         try:
-            return self._http.request(method, url, headers=headers)
+            response = self._http.send(request, stream=True)
+            try:
+                body = read_limited(response.iter_bytes(), limit, time.monotonic() + seconds, where)
+            finally:
+                response.close()
         except httpx.TimeoutException:
-            raise SourceError(ErrorReason.TIMEOUT, f"{method} {where} timed out") from None
+            raise SourceError(ErrorReason.TIMEOUT, f"{where} timed out") from None
         except httpx.TransportError as error:
             raise SourceError(
-                ErrorReason.UNREACHABLE, f"{method} {where} failed: {type(error).__name__}"
+                ErrorReason.UNREACHABLE, f"{where} failed: {type(error).__name__}"
             ) from None
+        except httpx.HTTPError as error:  # e.g. an undecodable gzip body
+            raise SourceError(
+                ErrorReason.BAD_RESPONSE, f"{where} failed: {type(error).__name__}"
+            ) from None
+        return _Reply(response, body)
 
-    def _check(self, response: httpx.Response, what: str) -> None:
-        status = response.status_code
+    def _check(self, reply: _Reply, what: str) -> None:
+        status = reply.status_code
         if status == 200:
             return
-        detail = f"{what}: HTTP {status}{_error_codes(response)}"
+        detail = f"{what}: HTTP {status}{_error_codes(reply.body)}"
         if status == 401:
             raise SourceError(ErrorReason.UNAUTHORIZED, f"{detail} after authenticating")
         if status == 403:
             raise SourceError(ErrorReason.FORBIDDEN, detail)
         if status == 429:
-            retry_after = response.headers.get("retry-after")
-            suffix = f", retry after {retry_after}s" if retry_after else ""
-            raise SourceError(ErrorReason.RATE_LIMITED, f"{detail}{suffix}")
+            wait = self._honour_retry_after(reply.response.headers.get("retry-after"))
+            raise SourceError(ErrorReason.RATE_LIMITED, f"{detail}, retry after {wait:.0f}s")
         if status >= 500:
             raise SourceError(ErrorReason.SERVER_ERROR, detail)
         raise SourceError(ErrorReason.BAD_RESPONSE, detail)
 
+    def _honour_retry_after(self, header: str | None) -> float:
+        """Sends nothing until the server's Retry-After has passed, capped; 0 without one."""
+        wait = retry_after_seconds(header, time.time())
+        if wait is None:
+            return 0.0
+        if wait > MAX_RETRY_AFTER:
+            log.warning(
+                "registry %s asks to wait %.0f seconds; waiting the cap, %.0f seconds",
+                self._base.host,
+                wait,
+                MAX_RETRY_AFTER,
+            )
+            wait = MAX_RETRY_AFTER
+        self._blocked_until = time.monotonic() + wait
+        return wait
 
-def _error_codes(response: httpx.Response) -> str:
+
+def _error_codes(body: bytes) -> str:
     """The distribution error codes (e.g. DENIED); never the free text, which could echo input."""
     try:
-        errors = response.json().get("errors")
+        errors = json.loads(body).get("errors")
         codes = [e["code"] for e in errors if isinstance(e.get("code"), str)]
     except (ValueError, AttributeError, TypeError, KeyError):
         return ""

@@ -157,6 +157,17 @@ def _canary_stale_expr() -> str:
     )
 
 
+_STALE_INTERVALS = 5
+_STALE_MINIMUM = 600  # seconds
+
+
+def _exporter_stale_expr() -> str:
+    """No poll of the source ran to completion for max(5 intervals, 10m): the poll hangs."""
+    age = "time() - promotion_source_last_attempt_timestamp_seconds"
+    bound = f"clamp_min({_STALE_INTERVALS} * promotion_poll_interval_seconds, {_STALE_MINIMUM})"
+    return f"({age})\n> ignoring (kind, name) group_left ()\n{bound}"
+
+
 _CANARY = (
     "Canary {{ $labels.namespace }}/{{ $labels.canary }} check {{ $labels.check }} in "
     "cluster {{ $labels.cluster }}"
@@ -227,6 +238,12 @@ def _symptom_rules(options: RuleOptions) -> dict[str, _SymptomRule]:
             "Pipeline {{ $labels.pipeline }}: the {{ $labels.kind }} source {{ $labels.name }} "
             "cannot be polled, so the facts it provides are unknown.",
         ),
+        "PromotionExporterStale": _SymptomRule(
+            _exporter_stale_expr(),
+            options.for_("PromotionExporterStale", "0s"),
+            "The {{ $labels.kind }} source {{ $labels.name }} has had no complete poll for "
+            "{{ $value | humanizeDuration }}: the facts it feeds are frozen or unknown.",
+        ),
     }
 
 
@@ -293,10 +310,24 @@ def _annotations(
     }
 
 
+# Two replicas behind one Service are both scraped: each alert is aggregated over the replica
+# labels, so identical series page once and replicas one poll apart do not flap. Only
+# ExporterDown is about one replica, and keeps its instance.
+REPLICA_LABELS = "instance, pod"
+_PER_REPLICA_ALERTS = frozenset({"PromotionExporterDown"})
+
+
+def _across_replicas(alert: str, expr: str) -> str:
+    if alert in _PER_REPLICA_ALERTS:
+        return expr
+    body = expr.replace("\n", "\n  ")
+    return f"max without ({REPLICA_LABELS}) (\n  {body}\n)"
+
+
 def _rule(
     alert: str, expr: str, for_: str, labels: dict[str, str], annotations: dict[str, str]
 ) -> _Yaml:
-    rule: dict[str, Any] = {"alert": alert, "expr": expr}
+    rule: dict[str, Any] = {"alert": alert, "expr": _across_replicas(alert, expr)}
     if parse_duration(for_) > 0:
         rule["for"] = for_
     rule["labels"] = labels

@@ -231,4 +231,22 @@ SYMPTOMS = (
         ),
         health=True,
     ),
+    SymptomText(
+        "PromotionExporterStale",
+        "warning",
+        "The exporter has not refreshed one of its sources for a long time.",
+        "no poll of a source ran to completion (up or down) for 5 poll intervals or 10m, "
+        "whichever is longer",
+        'A poll hangs past its deadline (promotion_source_errors_total{reason="timeout"} '
+        "grows) or the exporter's polling stopped; `up` and promotion_source_up do not show it.",
+        (
+            "kubectl -n monitoring logs deploy/promotion-exporter | grep timeout",
+            "curl -s http://<exporter>:9883/readyz",
+        ),
+        (
+            "An upstream that accepts the connection and then drips or holds its answer.",
+            "A bug in the exporter: look for reason=internal in promotion_source_errors_total.",
+        ),
+        health=True,
+    ),
 )

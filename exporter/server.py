@@ -112,6 +112,8 @@ class ExporterServer:
     def ready(self, _handler: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
         if self.poller.state is None:
             return 503, "text/plain; charset=utf-8", b"not ready: first poll not complete\n"
+        if self.poller.all_stale():
+            return 503, "text/plain; charset=utf-8", b"not ready: every source is stale\n"
         return 200, "text/plain; charset=utf-8", b"ready\n"
 
     def _view(self) -> viewmodel.StateView | None:
@@ -138,8 +140,7 @@ def serve(config: Config, address: str) -> None:
     poller = Poller(config)
     server = ExporterServer(poller, address)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    install_signal_handlers(stop)
     server.start()
     log.info("listening on %s, polling every %gs", address, config.interval)
     polling = threading.Thread(target=poller.run, args=(stop,), daemon=True)
@@ -147,5 +148,18 @@ def serve(config: Config, address: str) -> None:
     stop.wait()
     log.info("shutting down")
     server.stop()
-    polling.join(timeout=config.timeout + 5)
-    poller.close()
+    # Poll threads are daemons: a request in flight dies with the process, so the exit
+    # never waits for an upstream.
+    polling.join(timeout=SHUTDOWN_WAIT)
+
+
+SHUTDOWN_WAIT = 0.5
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT stop; SIGHUP is logged and ignored (reloading comes later)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(
+        signal.SIGHUP, lambda *_: log.warning("SIGHUP received: reloading is not supported yet")
+    )

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from exporter.redact import redact
+
 
 class ErrorReason(StrEnum):
     """Why a source poll failed; the label values of the errors counter."""
@@ -21,16 +23,17 @@ class ErrorReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     BAD_RESPONSE = "bad_response"
-    # A bug in the exporter's client, not a fault of the source: report it, with the log's
-    # traceback, rather than blame the source's answer.
+    TOO_LARGE = "too_large"  # a response over its size limit
+    # A bug of ours while polling, not a fault of the source: logged with its traceback,
+    # counted, and polling goes on.
     INTERNAL = "internal"
 
 
 class SourceError(Exception):
-    """A source could not be polled. The message must never contain a credential."""
+    """A source could not be polled. Its message is redacted here, whoever built it."""
 
     def __init__(self, reason: ErrorReason, message: str) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.reason = reason
 
 
@@ -201,13 +204,25 @@ class ClusterWants:
 
 @dataclass(frozen=True)
 class ClusterData:
-    oci_repositories: dict[ObjectRef, OCIRepositoryData | Missing] = field(default_factory=dict)
-    kustomizations: dict[ObjectRef, KustomizationData | Missing] = field(default_factory=dict)
-    canaries: dict[ObjectRef, CanaryData | Missing] = field(default_factory=dict)
-    alerts: dict[ObjectRef, AlertData | Missing] = field(default_factory=dict)
-    providers: dict[ObjectRef, ProviderData | Missing] = field(default_factory=dict)
+    """Each wanted object: its data, why it is absent, or None when it is there but has not
+    the shape we read (its facts are then unknown; `malformed` says what was wrong)."""
+
+    oci_repositories: dict[ObjectRef, OCIRepositoryData | Missing | None] = field(
+        default_factory=dict
+    )
+    kustomizations: dict[ObjectRef, KustomizationData | Missing | None] = field(
+        default_factory=dict
+    )
+    canaries: dict[ObjectRef, CanaryData | Missing | None] = field(default_factory=dict)
+    alerts: dict[ObjectRef, AlertData | Missing | None] = field(default_factory=dict)
+    providers: dict[ObjectRef, ProviderData | Missing | None] = field(default_factory=dict)
     # Every HelmRelease in the cluster, sorted by namespace and name.
     helm_releases: tuple[HelmReleaseStatus, ...] | Missing = Missing.CRD_MISSING
+    malformed: tuple[str, ...] = ()
+
+
+class MalformedError(ValueError):
+    """An upstream object that has not the shape we need; the message says which part."""
 
 
 # --- GitHub -------------------------------------------------------------------------------
@@ -271,6 +286,9 @@ class SourceStatus:
     duration_seconds: float
     last_success: float | None
     error: ErrorReason | None
+    # When the last poll that ran to completion (up or down) started; it stops advancing
+    # while a poll hangs past its deadline.
+    last_attempt: float | None = None
 
 
 @dataclass(frozen=True)

@@ -307,11 +307,11 @@ def github() -> GitHubData:
 
 
 def _up(kind: str, name: str, duration: float) -> SourceStatus:
-    return SourceStatus(kind, name, True, duration, NOW, None)
+    return SourceStatus(kind, name, True, duration, NOW, None, NOW)
 
 
 def _down(kind: str, name: str, reason: ErrorReason) -> SourceStatus:
-    return SourceStatus(kind, name, False, 2.0, NOW - 600, reason)
+    return SourceStatus(kind, name, False, 2.0, NOW - 600, reason, NOW)
 
 
 def rich_snapshot() -> Snapshot:

@@ -24,7 +24,7 @@ from tests.processes import binary, spawn, stop_cleanly, wait_ready
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "alertmanager.yml"
 RULES = REPO / "rules" / "promotion.rules.yml"
-HEALTH_ALERTS = {"PromotionSourceDown", "PromotionExporterDown"}
+HEALTH_ALERTS = {"PromotionSourceDown", "PromotionExporterDown", "PromotionExporterStale"}
 STARTUP_SECONDS = 10.0
 DELIVERY_SECONDS = 10.0
 

@@ -50,7 +50,9 @@ def test_demo_serves_metrics_and_ends_stuck_at_the_dispatch_node() -> None:
     )
     metrics = ""
     deadline = time.monotonic() + 60
-    while "promotion_version_info" not in metrics and time.monotonic() < deadline:
+    # Each source publishes as it finishes: wait for the registry's too.
+    wanted = ("promotion_version_info", 'promotion_source_up{kind="registry"')
+    while not all(w in metrics for w in wanted) and time.monotonic() < deadline:
         try:
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
         except httpx.TransportError:

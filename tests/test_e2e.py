@@ -105,6 +105,8 @@ class World:
     def scenario_of(self, labels: dict[str, str]) -> str | None:
         if "pipeline" in labels:
             return labels["pipeline"]
+        if "world" in labels:
+            return labels["world"]
         by_instance = {e.instance: name for name, e in self.exporters.items()}
         return by_instance.get(labels.get("instance", ""))
 
@@ -206,8 +208,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     "scrape_configs": [
                         {
                             "job_name": "promotion-exporter",
+                            # Each world is its own deployment, told apart by a target
+                            # label as environments are: the rules aggregate away only the
+                            # replica labels (instance, pod).
                             "static_configs": [
-                                {"targets": [e.instance for e in exporters.values()]}
+                                {"targets": [e.instance], "labels": {"world": name}}
+                                for name, e in exporters.items()
                             ],
                         }
                     ],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.bounds import Deadline
 from exporter.config import GitHubConfig, SecretRef
 from exporter.github import GitHubClient
 from exporter.snapshot import (
@@ -36,13 +37,18 @@ MERGE_SHA = "5d41402abc4b2a76b9719d911017c592ae0b5c3a"
 FLUX_CONTEXT = "kustomization/platform/0c1b2a39"
 
 
+def at(now: float) -> Deadline:
+    """A poll starting at `now` on the fake's clock, with the poller's deadline."""
+    return Deadline.after(6.0, now)
+
+
 def single(config: GitHubConfig, timeout: float = 2.0) -> GitHubClient:
     """A client for one pipeline, 'platform'."""
     return GitHubClient({"platform": config}, timeout=timeout)
 
 
 def platform(client: GitHubClient, now: float) -> GitHubData:
-    data = client.poll(now)
+    data = client.poll(at(now))
     assert set(data) == {"platform"}
     return data["platform"]
 
@@ -105,7 +111,7 @@ def seed_pipeline(github_api: GitHubApi) -> dict[str, int]:
 
 def poll_error(client: GitHubClient, now: float) -> SourceError:
     with pytest.raises(SourceError) as caught:
-        client.poll(now)
+        client.poll(at(now))
     return caught.value
 
 
@@ -170,7 +176,7 @@ def test_poll_reads_head_commit_runs_and_statuses(github_api: GitHubApi, client:
 def test_requests_carry_github_headers_and_the_token(github_api: GitHubApi, client: GitHubClient):
     seed_pipeline(github_api)
 
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
 
     requests = github_api.server.requests
     assert len(requests) == 4
@@ -244,11 +250,11 @@ def test_unchanged_second_poll_is_all_304_and_charges_nothing(
     github_api: GitHubApi, client: GitHubClient
 ):
     seed_pipeline(github_api)
-    first = client.poll(github_api.clock.now)
+    first = client.poll(at(github_api.clock.now))
     remaining = github_api.server.remaining()
     github_api.server.clear_requests()
 
-    second = client.poll(github_api.clock.now)
+    second = client.poll(at(github_api.clock.now))
 
     assert [r.status for r in github_api.server.requests] == [304, 304, 304, 304]
     assert all("if-none-match" in r.headers for r in github_api.server.requests)
@@ -261,7 +267,7 @@ def test_new_and_updated_runs_are_seen_on_the_next_poll(
     github_api: GitHubApi, client: GitHubClient
 ):
     runs = seed_pipeline(github_api)
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     new_sha = "0123456789abcdef0123456789abcdef01234567"
     new_run = github_api.server.add_run(
         BUILD_WORKFLOW,
@@ -291,7 +297,7 @@ def test_new_and_updated_runs_are_seen_on_the_next_poll(
 
 def test_a_new_head_commit_brings_its_own_statuses(github_api: GitHubApi, client: GitHubClient):
     seed_pipeline(github_api)
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     new_sha = "0123456789abcdef0123456789abcdef01234567"
     github_api.server.add_commit(new_sha, T0 + 3000)
     github_api.server.add_status(new_sha, FLUX_CONTEXT, "error", created_at=T0 + 3100)
@@ -369,7 +375,7 @@ def test_secondary_rate_limit_pauses_requests(
 
 def test_rate_limit_is_kept_after_a_failed_poll(github_api: GitHubApi, client: GitHubClient):
     seed_pipeline(github_api)
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     seen = client.rate_limit
     github_api.server.fail_with(502, "Server Error")
 
@@ -382,7 +388,7 @@ def test_without_a_token_requests_are_anonymous_and_304s_are_charged(github_api:
     seed_pipeline(github_api)
     client = single(dataclasses.replace(github_api.config, token=None))
 
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     data = platform(client, github_api.clock.now)
     client.close()
 
@@ -477,7 +483,7 @@ def test_token_never_in_messages_reprs_or_logs(
     token = github_api.token
     caplog.set_level(logging.DEBUG)
     seed_pipeline(github_api)
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     github_api.server.fail_with(500, f"proxy saw Authorization: Bearer {token}")
 
     error = poll_error(client, github_api.clock.now)
@@ -599,7 +605,7 @@ def test_pipelines_sharing_a_repository_share_identical_requests(github_api: Git
         {"platform": github_api.config, "mirror": github_api.config, "apps": apps}, timeout=2.0
     )
 
-    data = client.poll(github_api.clock.now)
+    data = client.poll(at(github_api.clock.now))
     client.close()
 
     assert set(data) == {"platform", "mirror", "apps"}
@@ -619,10 +625,10 @@ def test_a_second_pipeline_adds_only_its_own_commit_list_to_an_unchanged_poll(
     seed_pipeline(github_api)
     apps = dataclasses.replace(github_api.config, watch_path="apps/")
     client = GitHubClient({"platform": github_api.config, "apps": apps}, timeout=2.0)
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     github_api.server.clear_requests()
 
-    client.poll(github_api.clock.now)
+    client.poll(at(github_api.clock.now))
     client.close()
 
     assert [r.status for r in github_api.server.requests] == [304] * 5
@@ -633,7 +639,7 @@ def test_a_404_shared_by_two_pipelines_is_asked_once(github_api: GitHubApi):
     apps = dataclasses.replace(config, watch_path="apps/")
     client = GitHubClient({"platform": config, "apps": apps}, timeout=2.0)
 
-    data = client.poll(github_api.clock.now)
+    data = client.poll(at(github_api.clock.now))
     client.close()
 
     assert [d.promote_workflow_found for d in data.values()] == [False, False]

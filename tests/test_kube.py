@@ -3,8 +3,10 @@ fake apiservers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,6 +52,7 @@ from exporter.snapshot import (
     EventSource,
     HelmReleaseStatus,
     HistoryEntry,
+    MalformedError,
     Missing,
     ObjectRef,
     SourceError,
@@ -273,18 +276,33 @@ def test_failing_oci_repository_keeps_its_previous_artifact() -> None:
     assert data.artifact_revision == REVISION
 
 
-def test_oci_repository_before_its_first_reconcile_has_no_status() -> None:
+def test_oci_repository_before_its_first_reconcile_is_malformed_not_failing() -> None:
+    # Without a status nothing can be said about readiness or the artifact: the object's facts
+    # are unknown (the reader records it as None), never "not ready".
     raw = {
         k: v
         for k, v in fo.oci_repository(digest=DIGEST, semver=None, suspend=True).items()
         if k != "status"
     }
 
-    data = parse_oci_repository(raw)
+    with pytest.raises(MalformedError, match="has no status"):
+        parse_oci_repository(raw)
 
-    assert data.ref_digest == DIGEST and data.ref_semver is None
-    assert data.suspended
-    assert (data.ready, data.artifact_revision) == (None, None)
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda raw: raw["status"].update(conditions="Ready"), "conditions is not a list"),
+        (lambda raw: raw.update(status="ok"), "status is not an object"),
+        (lambda raw: raw["status"].update(artifact={"revision": "0.3.4"}), "revision is not"),
+    ],
+)
+def test_malformed_oci_repository_status_is_refused(change: Any, problem: str) -> None:
+    raw = copy.deepcopy(fo.oci_repository(digest=DIGEST, semver=None))
+    change(raw)
+
+    with pytest.raises(MalformedError, match=problem):
+        parse_oci_repository(raw)
 
 
 def test_kustomization_history_matches_on_metadata_revision_not_its_digest() -> None:
@@ -699,7 +717,7 @@ def populate(server: FakeKubeAPI, revision: str = REVISION) -> None:
 def poll(api: RunningKubeAPI, wants: ClusterWants = EVERYTHING, timeout: float = 2.0):
     client = KubeClient(api.cluster(), timeout)
     try:
-        return client.poll(wants)
+        return client.read(wants)
     finally:
         client.close()
 
@@ -796,9 +814,9 @@ def test_uninstalling_a_crd_is_seen_on_the_next_poll(kube_api: RunningKubeAPI) -
     populate(kube_api.server)
     client = KubeClient(kube_api.cluster(), 2.0)
     try:
-        assert isinstance(client.poll(EVERYTHING).canaries[CANARY].checks, tuple)
+        assert isinstance(client.read(EVERYTHING).canaries[CANARY].checks, tuple)
         kube_api.server.set_resources(FLUX_2_8)
-        assert client.poll(EVERYTHING).canaries[CANARY] is Missing.CRD_MISSING
+        assert client.read(EVERYTHING).canaries[CANARY] is Missing.CRD_MISSING
     finally:
         client.close()
 
@@ -906,9 +924,9 @@ def test_server_down_is_unreachable_then_recovers(kube_api_factory: KubeAPIFacto
     try:
         api.server.stop()
         with pytest.raises(SourceError) as caught:
-            client.poll(EVERYTHING)
+            client.read(EVERYTHING)
         api.server.start()
-        recovered = client.poll(EVERYTHING)
+        recovered = client.read(EVERYTHING)
     finally:
         client.close()
 
@@ -944,7 +962,7 @@ def test_unloadable_kubeconfig_is_a_source_error(tmp_path: Path, content: str) -
     client = KubeClient(ClusterConfig("live", path, None, False), 1.0)
 
     with pytest.raises(SourceError) as caught:
-        client.poll(EVERYTHING)
+        client.read(EVERYTHING)
 
     assert caught.value.reason is ErrorReason.UNREACHABLE
     assert str(caught.value).startswith(f"cluster live: cannot load kubeconfig {path}")
@@ -957,7 +975,7 @@ def test_missing_kubeconfig_and_unknown_context(kube_api: RunningKubeAPI, tmp_pa
 
     for client in (absent, wrong_context):
         with pytest.raises(SourceError) as caught:
-            client.poll(EVERYTHING)
+            client.read(EVERYTHING)
         assert caught.value.reason is ErrorReason.UNREACHABLE
     assert "(context 'nope')" in str(caught.value)
 
@@ -967,7 +985,7 @@ def test_in_cluster_outside_a_cluster_is_a_source_error(monkeypatch: pytest.Monk
     client = KubeClient(ClusterConfig("live", None, None, True), 1.0)
 
     with pytest.raises(SourceError) as caught:
-        client.poll(EVERYTHING)
+        client.read(EVERYTHING)
 
     assert caught.value.reason is ErrorReason.UNREACHABLE
     assert "in-cluster" in str(caught.value)
@@ -979,9 +997,9 @@ def test_a_fixed_kubeconfig_heals_the_next_poll(kube_api: RunningKubeAPI, tmp_pa
     client = KubeClient(ClusterConfig("live", path, None, False), 2.0)
     try:
         with pytest.raises(SourceError):
-            client.poll(EVERYTHING)
+            client.read(EVERYTHING)
         kube_api.server.write_kubeconfig(path)
-        assert client.poll(EVERYTHING).oci_repositories[SOURCE].artifact_revision == REVISION
+        assert client.read(EVERYTHING).oci_repositories[SOURCE].artifact_revision == REVISION
     finally:
         client.close()
 
@@ -1003,7 +1021,7 @@ def test_two_clusters_do_not_share_configuration(
     ]
     try:
         seen = [
-            client.poll(EVERYTHING).oci_repositories[SOURCE].artifact_revision
+            client.read(EVERYTHING).oci_repositories[SOURCE].artifact_revision
             for client in (*clients, *reversed(clients))
         ]
     finally:
@@ -1032,7 +1050,7 @@ def test_context_picks_its_own_server(kube_api_factory: KubeAPIFactory, tmp_path
     path.write_text(yaml.safe_dump(merged))
     client = KubeClient(ClusterConfig("live", path, "second", False), 2.0)
     try:
-        data = client.poll(ClusterWants(oci_repositories=frozenset({SOURCE})))
+        data = client.read(ClusterWants(oci_repositories=frozenset({SOURCE})))
     finally:
         client.close()
 
@@ -1048,10 +1066,10 @@ def test_a_steady_poll_rediscovers_nothing(kube_api: RunningKubeAPI) -> None:
     populate(kube_api.server)
     client = KubeClient(kube_api.cluster(), 2.0)
     try:
-        client.poll(EVERYTHING)
+        client.read(EVERYTHING)
         assert _discovery_requests(kube_api)
         kube_api.server.clear_requests()
-        client.poll(EVERYTHING)
+        client.read(EVERYTHING)
         assert _discovery_requests(kube_api) == []
         assert kube_api.server.requests  # the objects themselves are still read
     finally:
@@ -1065,9 +1083,9 @@ def test_a_crd_installed_later_is_found_on_the_next_poll(
     canary_only = ClusterWants(canaries=frozenset({CANARY}))
     client = KubeClient(api.cluster(), 2.0)
     try:
-        assert client.poll(canary_only).canaries[CANARY] is Missing.CRD_MISSING
+        assert client.read(canary_only).canaries[CANARY] is Missing.CRD_MISSING
         api.server.set_resources((*FLUX_2_8, *CANARY_CHECKER))
-        assert client.poll(canary_only).canaries[CANARY] is Missing.NOT_FOUND
+        assert client.read(canary_only).canaries[CANARY] is Missing.NOT_FOUND
     finally:
         client.close()
 
@@ -1082,7 +1100,7 @@ def _play_and_poll_live(name: str) -> ClusterData:
         play(lab.sim, SCENARIOS_BY_NAME[name], SCENARIO_END)
         client = KubeClient(lab.config().clusters["live"], 2.0)
         try:
-            return client.poll(ClusterWants(canaries=frozenset({CANARY})))
+            return client.read(ClusterWants(canaries=frozenset({CANARY})))
         finally:
             client.close()
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from exporter.bounds import Deadline
 from exporter.config import Config, parse_config
 from exporter.poller import Poller, _Source
 from exporter.snapshot import ErrorReason, GitHubData, Snapshot, SourceError
@@ -50,18 +53,24 @@ def config_for(tmp_path: Path, grace_polls: int = 3, github_url: str | None = No
 
 
 class Script:
-    """A fetch callable that plays its outcomes in order: data, or a SourceError to raise."""
+    """A source client that plays its outcomes in order: data, or an exception to raise."""
 
     def __init__(self, *outcomes: Any) -> None:
         self._outcomes: Iterator[Any] = iter(outcomes)
         self.calls = 0
 
-    def __call__(self, _now: float) -> Any:
+    def poll(self, _deadline: Deadline) -> Any:
         self.calls += 1
         outcome = next(self._outcomes)
-        if isinstance(outcome, SourceError):
+        if isinstance(outcome, Exception):
             raise outcome
+        if isinstance(outcome, threading.Event):
+            outcome.wait(30)  # hangs, ignoring its deadline, until the test lets it go
+            return "late"
         return outcome
+
+    def close(self) -> None:
+        pass
 
 
 DOWN = SourceError(ErrorReason.UNREACHABLE, "connection refused")
@@ -72,8 +81,7 @@ def scripted(tmp_path: Path, grace_polls: int, **scripts: Script) -> Poller:
     poller = Poller(config_for(tmp_path, grace_polls))
     poller.close()
     poller._sources = [
-        _Source("registry", f"127.0.0.1:1/{key}", key, fetch, lambda: None)
-        for key, fetch in scripts.items()
+        _Source("registry", f"127.0.0.1:1/{key}", key, script) for key, script in scripts.items()
     ]
     return poller
 
@@ -122,14 +130,6 @@ def test_the_grace_count_starts_again_after_a_good_poll(tmp_path: Path) -> None:
     assert views == ["a", "a", "b", "b", None]
 
 
-def test_without_grace_a_failure_is_unknown_at_once(tmp_path: Path) -> None:
-    poller = scripted(tmp_path, 0, flaky=Script("good", DOWN))
-
-    views = [registry_view(poller.poll_snapshot(), "flaky") for _ in range(2)]
-
-    assert views == [("good", True), (None, False)]
-
-
 def test_a_source_that_never_answered_has_nothing_to_keep(tmp_path: Path) -> None:
     poller = scripted(tmp_path, 3, flaky=Script(DOWN, DOWN))
 
@@ -138,18 +138,49 @@ def test_a_source_that_never_answered_has_nothing_to_keep(tmp_path: Path) -> Non
     assert views == [(None, False), (None, False)]
 
 
-def test_an_unexpected_error_counts_as_a_failed_poll(tmp_path: Path) -> None:
-    def crash(_now: float) -> Any:
-        raise RuntimeError("client bug")
+def test_an_unexpected_error_counts_as_an_internal_failure(tmp_path: Path) -> None:
+    poller = scripted(tmp_path, 3, buggy=Script("good", RuntimeError("client bug"), "again"))
 
-    poller = scripted(tmp_path, 3, buggy=Script("good"))
-    first = poller.poll_snapshot()
-    poller._sources[0].fetch = crash
-    second = poller.poll_snapshot()
+    views = [registry_view(poller.poll_snapshot(), "buggy") for _ in range(3)]
 
-    assert registry_view(first, "buggy") == ("good", True)
-    assert registry_view(second, "buggy") == ("good", False)
+    assert views == [("good", True), ("good", False), ("again", True)]
     assert poller.errors == {("registry", "127.0.0.1:1/buggy", "internal"): 1}
+
+
+def test_a_hung_source_times_out_while_the_others_publish(tmp_path: Path) -> None:
+    raw = raw_config(tmp_path, grace_polls=2)
+    raw["timeout"] = "1s"
+    poller = Poller(parse_config(raw))
+    poller.close()
+    hang = threading.Event()
+    stuck, steady = Script("first", hang), Script("a", "b", "c", "d")
+    poller._sources = [
+        _Source("registry", "127.0.0.1:1/stuck", "stuck", stuck),
+        _Source("registry", "127.0.0.1:1/steady", "steady", steady),
+    ]
+    try:
+        started = time.monotonic()
+        views = [
+            (registry_view(s, "stuck"), registry_view(s, "steady"))
+            for s in (poller.poll_snapshot() for _ in range(4))
+        ]
+        elapsed = time.monotonic() - started
+    finally:
+        hang.set()
+
+    assert views == [
+        (("first", True), ("a", True)),
+        (("first", False), ("b", True)),  # past its deadline: a timeout, last data in grace
+        (("first", False), ("c", True)),  # not polled again while it hangs; grace runs out
+        ((None, False), ("d", True)),
+    ]
+    assert stuck.calls == 2
+    assert poller.errors == {("registry", "127.0.0.1:1/stuck", "timeout"): 3}
+    # One deadline (3 x 1s) and its slack, not one per round.
+    assert elapsed < 3 * 1.0 + 0.5 + 1.0
+    # The hung poll started once and never completed: its last attempt is the first poll's.
+    statuses = {s.name: s for s in poller.state.sources} if poller.state else {}
+    assert statuses["127.0.0.1:1/stuck"].last_attempt < statuses["127.0.0.1:1/steady"].last_attempt
 
 
 # --- Sources built from the config --------------------------------------------------------
